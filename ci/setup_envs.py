@@ -2,8 +2,8 @@
 
 Usage: python3.11 ci/setup_envs.py [--jobs N] [pytorch tensorflow mxnet jax]
 
-Incremental: an env is rebuilt only when its requirements file (or pyproject.toml, or the
-Python it is built with) changed since its last successful build; otherwise it says
+Incremental: an env is rebuilt only when its requirements file (or the Python it is built
+with) changed since its last successful build; otherwise it says
 "up to date" and does nothing. Each framework env gets d2l_shim installed editable, and a
 Jupyter kernel `d2l-<framework>` registered into the tools env, so the tools env's Jupyter
 (lab, nbclient, nbgrader) sees all four kernels and nothing leaks into ~/.local.
@@ -71,9 +71,8 @@ def python_version(python: str) -> tuple[int, int]:
 def fingerprint(env: str, python: str) -> str:
     """What an env's contents depend on; a change means rebuild."""
     h = hashlib.sha256()
+    # d2l_shim is installed editable: edits to it take effect without a rebuild.
     h.update((REQS / f"{env}.txt").read_bytes())
-    if env != "tools":
-        h.update((ROOT / "pyproject.toml").read_bytes())  # the editable d2l_shim install
     h.update(repr(python_version(python)).encode())
     return h.hexdigest()
 
@@ -193,7 +192,7 @@ def main() -> int:
             return "failed"
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = dict(zip(args.frameworks, pool.map(one, args.frameworks)))
+        results = dict(zip(args.frameworks, pool.map(one, args.frameworks), strict=True))
     for env, message in failures.items():
         print(f"\nsetup: {env} failed: {message}", file=sys.stderr)
     if all(r == "up to date" for r in results.values()):
