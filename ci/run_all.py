@@ -1,0 +1,152 @@
+"""Execute notebooks headlessly, each in its own kernel, several at once.
+
+Usage (from the tools env): python ci/run_all.py [--jobs N] [--timeout S] [NOTEBOOK ...]
+
+Each notebook runs in the kernel its metadata names (d2l-pytorch, d2l-jax, ...) in a worker
+process of its own: never one nbconvert call over mixed kernels, which would run them all on
+the first one's kernel. nbclient does the executing; what it lacks, and this file adds, is
+running a set of notebooks in parallel, classifying how each one failed, and the report.
+
+Writes the executed notebooks to <out>/notebooks/, an HTML rendering of each to <out>/html/,
+each kernel's own stderr to <out>/logs/, and the summary to <out>/run-all.json. A failing
+cell, a timeout, a dead kernel, a kernel that is not installed or an unreadable notebook
+fails only that notebook; the others still run. Exits 1 if any notebook failed, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def execute(path: str, out: str, timeout: int) -> dict:
+    """Run one notebook; return its result row. Runs in a worker process."""
+    import nbformat
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbconvert import HTMLExporter
+
+    nb_path = Path(path)
+    row = {"notebook": nb_path.name, "path": str(nb_path), "kernel": None, "status": "passed",
+           "seconds": 0.0, "cell": None, "error": None}
+    start = time.monotonic()
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception as e:  # not JSON, not a notebook: nothing to execute
+        row.update(status="unreadable", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        return row
+    row["kernel"] = kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if not kernel:
+        row.update(status="no kernel", error="the notebook's metadata names no kernelspec")
+        return row
+
+    current = {"index": None}
+
+    def on_cell_start(cell, cell_index):
+        current["index"] = cell_index
+
+    client = NotebookClient(
+        nb, kernel_name=kernel, timeout=timeout, startup_timeout=120, allow_errors=False,
+        resources={"metadata": {"path": str(nb_path.parent.resolve())}},
+        on_cell_start=on_cell_start,
+    )
+    # The kernel process's own stderr (start-up warnings, a crash's last words) goes to a log
+    # per notebook rather than into the runner's report.
+    log_path = Path(out) / "logs" / nb_path.with_suffix(".log").name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log_path.open("w") as kernel_log:
+            client.execute(stdout=kernel_log, stderr=kernel_log)
+    except NoSuchKernel:
+        row.update(status="no such kernel",
+                   error=f"kernel {kernel!r} is not installed: run `make setup`")
+    except CellTimeoutError:
+        row.update(status="timeout", error=f"a cell ran longer than {timeout} s")
+    except DeadKernelError as e:
+        row.update(status="kernel died", error=(str(e).splitlines() or ["Kernel died"])[0]
+                   + f" (kernel log: {log_path})")
+    except CellExecutionError as e:
+        row.update(status="error", error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
+    except Exception as e:  # anything else nbclient or the kernel raises: report, don't crash
+        row.update(status="error", error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+    row["seconds"] = round(time.monotonic() - start, 1)
+    if row["status"] != "passed":
+        row["cell"] = current["index"]
+    # Write what ran, even after a failure: the partial notebook shows where it stopped.
+    out_dir = Path(out)
+    nbformat.write(nb, out_dir / "notebooks" / nb_path.name)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    (out_dir / "html" / nb_path.with_suffix(".html").name).write_text(html)
+    return row
+
+
+def line(row: dict) -> str:
+    mark = "PASS" if row["status"] == "passed" else "FAIL"
+    where = f" in cell {row['cell']}" if row["cell"] is not None else ""
+    detail = f"  {row['status']}{where}: {row['error']}" if row["status"] != "passed" else ""
+    return (f"{mark}  {row['notebook']:<28} {str(row['kernel']):<16} "
+            f"{row['seconds']:>6.1f} s{detail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Execute notebooks, each in its own kernel.")
+    parser.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    parser.add_argument("--out", default=str(ROOT / "build"))
+    args = parser.parse_args(argv)
+
+    paths = [Path(p) for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        print(f"run-all: no such notebook: {', '.join(missing) or 'notebooks/*.ipynb'}. "
+              "Pass paths like NOTEBOOKS=\"notebooks/lazy-init-jax.ipynb\".", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out / "html").mkdir(parents=True, exist_ok=True)
+
+    jobs = max(1, min(args.jobs, len(paths)))
+    print(f"run-all: {len(paths)} notebook(s), {jobs} at a time, {args.timeout} s per cell",
+          flush=True)
+    start = time.monotonic()
+    rows = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(execute, str(p), str(out), args.timeout): p for p in paths}
+        for future in as_completed(futures):
+            try:
+                row = future.result()
+            except Exception as e:  # the worker process itself died
+                p = futures[future]
+                row = {"notebook": p.name, "path": str(p), "kernel": None, "status": "crashed",
+                       "seconds": 0.0, "cell": None, "error": f"{type(e).__name__}: {e}"}
+            rows.append(row)
+            print(line(row), flush=True)
+    wall = round(time.monotonic() - start, 1)
+
+    rows.sort(key=lambda r: r["notebook"])
+    failed = [r for r in rows if r["status"] != "passed"]
+    print(f"\n{'notebook':<28} {'kernel':<16} {'status':<15} {'seconds':>7}  failure")
+    for r in rows:
+        where = f"cell {r['cell']}: " if r["cell"] is not None else ""
+        print(f"{r['notebook']:<28} {str(r['kernel']):<16} {r['status']:<15} "
+              f"{r['seconds']:>7.1f}  {where + (r['error'] or '') if r['error'] else ''}")
+    print(f"\nrun-all: {len(rows) - len(failed)} passed, {len(failed)} failed "
+          f"in {wall} s (JOBS={jobs}); executed notebooks in {out}/notebooks, "
+          f"HTML in {out}/html")
+    summary = {"jobs": jobs, "cell_timeout": args.timeout, "wall_seconds": wall,
+               "passed": len(rows) - len(failed), "failed": len(failed), "notebooks": rows}
+    (out / "run-all.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
