@@ -10,6 +10,7 @@ adds them all up.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ def run_suite(name: str, python: Path, path: str) -> dict[str, int]:
 
 def main() -> int:
     frameworks = sys.argv[1:] or list(FRAMEWORKS)
+    os.environ["D2L_FRAMEWORKS"] = " ".join(frameworks)  # tests/conftest.py: `frameworks`
     RESULTS.mkdir(parents=True, exist_ok=True)
     venvs = ROOT / ".venvs"
     suites = {fw: run_suite(fw, venvs / fw / "bin" / "python", f"tests/{fw}")

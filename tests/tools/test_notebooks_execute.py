@@ -1,0 +1,76 @@
+"""Execute the chapter notebooks the way `make run-all` does and check what they show.
+
+The notebooks assert their own claims in cells after each output; these tests check that
+they all ran, where errors are allowed, and the outputs a reader is told to look for.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What each executed notebook must show somewhere in its outputs.
+EXPECTED = {
+    "pytorch": ["<UninitializedParameter>", "torch.Size([256, 20])"],
+    "tensorflow": ["[[], []]", "(20, 256)"],
+    "mxnet": ["(256, -1)", "(256, 20)"],
+    "jax": ["(20, 256)"],
+}
+# TensorFlow's C++ start-up log must not reach the reader.
+NOISE = ["oneDNN", "cpu_feature_guard", "rebuild TensorFlow with the appropriate compiler"]
+
+
+@pytest.fixture(scope="module")
+def executed(frameworks, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run-all")
+    paths = [str(ROOT / "notebooks" / f"lazy-init-{fw}.ipynb") for fw in frameworks]
+    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "run_all.py"), "--out", str(out),
+                           *paths], capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    report = json.loads((out / "run-all.json").read_text())
+    return proc, report, out
+
+
+def outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            parts.append(o.get("text", ""))
+            parts.extend(str(v) for v in o.get("data", {}).values())
+    return "\n".join(parts)
+
+
+def test_every_notebook_passes(executed, frameworks):
+    proc, report, _ = executed
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(r["notebook"] for r in report["notebooks"] if r["status"] == "passed") == \
+        sorted(f"lazy-init-{fw}.ipynb" for fw in frameworks)
+
+
+@pytest.mark.parametrize("fw", list(EXPECTED))
+def test_executed_notebook_shows_the_lesson(executed, frameworks, fw):
+    if fw not in frameworks:
+        pytest.skip(f"{fw} was not set up in this run (FRAMEWORKS)")
+    _, _, out = executed
+    nb = nbformat.read(out / "notebooks" / f"lazy-init-{fw}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "a cell did not run"
+    for cell in code:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if "raises-exception" in cell.metadata.get("tags", []):
+            assert errors, f"a raises-exception cell raised nothing:\n{cell.source}"
+        else:
+            assert not errors, f"unexpected error in:\n{cell.source}"
+    text = outputs_text(nb)
+    for expected in EXPECTED[fw]:
+        assert expected in text, f"{expected!r} not in the outputs of lazy-init-{fw}"
+    stderr = "\n".join(o.get("text", "") for c in code for o in c.outputs
+                       if o.get("name") == "stderr")
+    assert not any(n in stderr for n in NOISE), stderr
+    assert (out / "html" / f"lazy-init-{fw}.html").stat().st_size > 10_000

@@ -1,0 +1,72 @@
+"""The framework-free part of d2l_shim: it must import with no framework installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+import d2l_shim
+
+
+def test_the_tools_env_has_no_framework_and_the_package_still_imports():
+    assert not any(importlib.util.find_spec(m) for m in ("torch", "tensorflow", "mxnet", "jax"))
+    out = subprocess.run([sys.executable, "-c", "import d2l_shim, sys; print(len(sys.modules))"],
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 200  # the stdlib only: no framework came along
+
+
+def test_add_to_class_attaches_the_method_and_keeps_the_name_bound():
+    class A:
+        pass
+
+    @d2l_shim.add_to_class(A)
+    def double(self, x):
+        return 2 * x
+
+    assert A().double(21) == 42
+    assert double(None, 1) == 2  # d2l's version would have bound `double` to None
+
+
+def test_save_hyperparameters_stores_init_arguments_except_ignored():
+    class Trainer(d2l_shim.HyperParameters):
+        def __init__(self, lr, epochs=3, data=None):
+            self.save_hyperparameters(ignore=["data"])
+
+    t = Trainer(0.1, data=[1, 2])
+    assert (t.lr, t.epochs) == (0.1, 3)
+    assert t.hparams == {"lr": 0.1, "epochs": 3}
+    assert not hasattr(t, "data")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (object(), "expects a tuple or list"),
+    ([], "empty list"),
+])
+def test_example_inputs_must_be_a_non_empty_tuple_or_list(bad, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        d2l_shim.check_example_inputs(bad)
+
+
+def test_example_inputs_come_back_as_a_tuple():
+    assert d2l_shim.check_example_inputs([1, 2]) == (1, 2)
+
+
+def test_layer_tracker_names_the_innermost_running_layer():
+    tracker = d2l_shim.LayerTracker()
+    tracker.enter("outer")()
+    tracker.enter("inner")()
+    assert tracker.innermost == "inner"
+    tracker.leave()
+    assert tracker.innermost == "outer"
+
+
+def test_format_layer_table_aligns_columns():
+    text = d2l_shim.format_layer_table([("0 Linear", (2, 20), {"weight": (256, 20)}),
+                                        ("1 ReLU", (2, 256), {})])
+    lines = text.splitlines()
+    assert lines[0].split() == ["layer", "input", "shape", "parameter", "shapes"]
+    assert lines[2].endswith("weight (256, 20)") and lines[3].endswith("-")
+    assert lines[2].index("(2, 20)") == lines[3].index("(2, 256)")
