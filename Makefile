@@ -47,4 +47,4 @@ lab: setup
 	@$(TOOLS)/jupyter lab --notebook-dir=notebooks
 
 bench: setup
-	@$(TOOLS)/python ci/bench.py
+	@PYTHON=$(PYTHON) $(TOOLS)/python ci/bench.py

@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENVS = ROOT / ".venvs"
+# D2L_VENVS builds elsewhere (the set-up benchmark times a from-scratch build there).
+VENVS = Path(os.environ.get("D2L_VENVS", ROOT / ".venvs")).absolute()
 REQS = ROOT / "requirements"
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
 DISPLAY_NAMES = {
@@ -47,6 +48,11 @@ class SetupError(Exception):
 
 def log(env: str, msg: str) -> None:
     print(f"[setup {env:>10}] {msg}", flush=True)
+
+
+def shown(path: Path) -> Path:
+    """A path as the user would type it from the repository root."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def venv_python(env: str) -> Path:
@@ -100,7 +106,7 @@ def run_logged(cmd: list[str], logfile: Path, env: str) -> None:
     if rc != 0:
         tail = "".join(logfile.read_text(errors="replace").splitlines(True)[-15:])
         raise SetupError(f"`{' '.join(map(str, cmd[:4]))} ...` failed (exit {rc}).\n"
-                         f"--- last lines of {logfile.relative_to(ROOT)} ---\n{tail}"
+                         f"--- last lines of {shown(logfile)} ---\n{tail}"
                          f"--- what to do: {diagnose(logfile.read_text(errors='replace'), env)}")
 
 
@@ -122,7 +128,7 @@ def build(env: str, python: str) -> str:
     logfile = VENVS / f"{env}.log"
     shutil.rmtree(VENVS / env, ignore_errors=True)  # a clean rebuild drops removed pins too
     logfile.write_text("")
-    log(env, f"creating venv (log: {logfile.relative_to(ROOT)})")
+    log(env, f"creating venv (log: {shown(logfile)})")
     run_logged([python, "-m", "venv", str(VENVS / env)], logfile, env)
     py = str(venv_python(env))
     log(env, f"installing requirements/{env}.txt")

@@ -1,0 +1,186 @@
+"""Benchmarks of what users wait for, each as a ratio against a baseline timed in the same run.
+
+Usage (from the tools env): python ci/bench.py [--only run-all,grading,apply-init,setup]
+
+These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
+on the same machine, and nothing here is asserted in a test. Writes build/bench.json and a
+plot, build/bench.png, and prints a table with each target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+VENVS = ROOT / ".venvs"
+TOOLS_PY = VENVS / "tools" / "bin" / "python"
+FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
+IMPORTS = {"pytorch": "import torch", "tensorflow": "import tensorflow, keras",
+           "mxnet": "import mxnet", "jax": "import jax, flax.linen"}
+
+
+def timed(cmd: list[str], **kwargs) -> float:
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, cwd=ROOT, **kwargs)
+    return time.monotonic() - start
+
+
+def quiet(cmd: list[str], **kwargs) -> float:
+    return timed(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+
+
+def kernel_start_seconds(fw: str) -> float:
+    """Start the d2l-<fw> kernel and wait until it answers, as a notebook run must."""
+    from jupyter_client.manager import start_new_kernel
+
+    start = time.monotonic()
+    km, kc = start_new_kernel(kernel_name=f"d2l-{fw}", stderr=subprocess.DEVNULL)
+    seconds = time.monotonic() - start
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+    return seconds
+
+
+def bench_run_all() -> dict:
+    notebooks = sorted((ROOT / "notebooks").glob("lazy-init-*.ipynb"))
+    with tempfile.TemporaryDirectory() as tmp:
+        serial = sum(quiet([str(VENVS / "tools" / "bin" / "jupyter"), "nbconvert", "--to",
+                            "notebook", "--execute", "--ExecutePreprocessor.timeout=600",
+                            "--output-dir", tmp, str(nb)]) for nb in notebooks)
+        run_all = quiet([str(TOOLS_PY), "ci/run_all.py", "--out", tmp, *map(str, notebooks)])
+    floor = {}
+    for fw in FRAMEWORKS:
+        imp = quiet([str(VENVS / fw / "bin" / "python"), "-c", IMPORTS[fw]],
+                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        floor[fw] = {"import_s": round(imp, 2),
+                     "kernel_start_s": round(kernel_start_seconds(fw), 2)}
+    return {"serial_nbconvert_s": round(serial, 1), "run_all_s": round(run_all, 1),
+            "jobs": os.cpu_count(), "ratio": round(run_all / serial, 2), "target": "<= 0.6",
+            "met": run_all / serial <= 0.6, "floor_per_framework": floor,
+            "floor_serial_s": round(sum(f["import_s"] + f["kernel_start_s"]
+                                        for f in floor.values()), 1)}
+
+
+def bench_apply_init() -> dict:
+    rows = []
+    for fw in FRAMEWORKS:
+        for model in ("mlp", "lenet"):
+            for batch in (1, 64, 4096):
+                for variant in ("shim", "book"):
+                    out = subprocess.run(
+                        [str(VENVS / fw / "bin" / "python"), "ci/bench_apply_init.py", fw,
+                         model, str(batch), variant], capture_output=True, text=True,
+                        check=True, cwd=ROOT).stdout
+                    rows.append({"framework": fw, "model": model, "batch": batch,
+                                 "variant": variant, **json.loads(out.splitlines()[-1])})
+    summary = []
+    for fw in FRAMEWORKS:
+        for model in ("mlp", "lenet"):
+            r = {(x["variant"], x["batch"]): x for x in rows
+                 if x["framework"] == fw and x["model"] == model}
+            identical = all(r["shim", b]["shapes"] == r["book", b]["shapes"] and
+                            abs(r["shim", b]["checksum"] - r["book", b]["checksum"])
+                            <= 1e-6 * abs(r["book", b]["checksum"]) for b in (1, 64, 4096))
+            ratio = r["shim", 4096]["seconds"] / r["shim", 1]["seconds"]
+            summary.append({
+                "framework": fw, "model": model,
+                "shim_4096_over_1": round(ratio, 2),
+                "book_4096_over_1": round(r["book", 4096]["seconds"] / r["book", 1]["seconds"], 2),
+                "shim_peak_mb_4096_minus_1": round(r["shim", 4096]["peak_mb"]
+                                                   - r["shim", 1]["peak_mb"], 1),
+                "book_peak_mb_4096_minus_1": round(r["book", 4096]["peak_mb"]
+                                                   - r["book", 1]["peak_mb"], 1),
+                "identical_results": identical, "met": ratio <= 1.2 and identical})
+    return {"target": "shim 4096/1 <= 1.2, identical shapes and initializer results",
+            "summary": summary, "runs": rows}
+
+
+def bench_setup() -> dict:
+    """`make setup` from scratch into a temporary folder; pip's cache is warm by now."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "D2L_VENVS": tmp}
+        # The Makefile passes the interpreter `make setup` uses.
+        python = os.environ.get("PYTHON") or shutil.which("python3.11") or "python3"
+        seconds = quiet([python, "ci/setup_envs.py"], env=env)
+    return {"from_scratch_warm_cache_s": round(seconds, 1), "target": "<= 120 s",
+            "met": seconds <= 120}
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values, targets = [], [], []
+    if "run-all" in results:
+        labels.append("run-all / serial")
+        values.append(results["run-all"]["ratio"])
+        targets.append(0.6)
+    if "grading" in results:
+        labels.append("grade JOBS=1 / JOBS=2")
+        values.append(results["grading"]["speedup"])
+        targets.append(1.7)
+    for s in results.get("apply-init", {}).get("summary", []):
+        labels.append(f"apply_init {s['framework']} {s['model']} 4096/1")
+        values.append(s["shim_4096_over_1"])
+        targets.append(1.2)
+    if "setup" in results:
+        labels.append("setup s / 120 s")
+        values.append(results["setup"]["from_scratch_warm_cache_s"] / 120)
+        targets.append(1.0)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.2))
+    ax.barh(labels, values, color="tab:blue")
+    ax.scatter(targets, labels, marker="|", s=400, color="tab:red", label="target")
+    ax.invert_yaxis()
+    ax.set_xlabel("ratio (grading: speed-up, higher is better; others: lower is better)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(BUILD / "bench.png", dpi=120)
+
+
+def main() -> int:
+    parts = {"run-all": bench_run_all, "apply-init": bench_apply_init, "setup": bench_setup}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    unknown = set(chosen) - set(parts)
+    if unknown:
+        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {','.join(parts)}")
+    BUILD.mkdir(exist_ok=True)
+    results = {}
+    for name in chosen:
+        print(f"bench: {name} ...", flush=True)
+        results[name] = parts[name]()
+    (BUILD / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results)
+    print(f"\n{'benchmark':<34}{'result':>22}  {'target':<14}met")
+    if "run-all" in results:
+        r = results["run-all"]
+        print(f"{'run-all vs serial nbconvert':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
+              f"{r['met']}  ({r['run_all_s']} s vs {r['serial_nbconvert_s']} s; floor: "
+              f"imports + kernel starts {r['floor_serial_s']} s)")
+    for s in results.get("apply-init", {}).get("summary", []):
+        print(f"{'apply_init ' + s['framework'] + ' ' + s['model'] + ' 4096/1':<34}"
+              f"{s['shim_4096_over_1']:>21.2f}x  {'<= 1.2':<14}{s['met']}  (book: "
+              f"{s['book_4096_over_1']}x; identical: {s['identical_results']})")
+    if "setup" in results:
+        r = results["setup"]
+        print(f"{'setup from scratch, warm cache':<34}{r['from_scratch_warm_cache_s']:>20.1f} s"
+              f"  {r['target']:<14}{r['met']}")
+    print(f"\nbench: wrote {BUILD / 'bench.json'} and {BUILD / 'bench.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
