@@ -25,6 +25,7 @@ run-all: setup
 	@$(TOOLS)/python ci/run_all.py --jobs $(JOBS) $(NOTEBOOKS)
 
 test: setup
+	@bash ci/install_browser.sh
 	@$(TOOLS)/python ci/test_all.py $(FRAMEWORKS)
 
 lint: setup
@@ -32,7 +33,7 @@ lint: setup
 
 # Strip outputs and execution counts from the committed notebooks (nbstripout does the work).
 clean-notebooks: setup
-	@$(TOOLS)/nbstripout --drop-empty-cells=false $$(git ls-files '*.ipynb')
+	@$(TOOLS)/nbstripout $$(git ls-files --cached --others --exclude-standard '*.ipynb')
 
 # --- graded exercises (nbgrader): see README, "For instructors" ---
 SUBMISSIONS ?= submitted
@@ -44,7 +45,7 @@ grade: setup
 	@$(TOOLS)/python ci/grading.py grade --submissions $(SUBMISSIONS) --jobs $(JOBS)
 
 lab: setup
-	@$(TOOLS)/jupyter lab --notebook-dir=notebooks
+	@$(TOOLS)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
 	@PYTHON=$(PYTHON) $(TOOLS)/python ci/bench.py
