@@ -36,9 +36,10 @@ DISPLAY_NAMES = {
     "mxnet": "MXNet (d2l-lazy-init)",
     "jax": "JAX / Flax (d2l-lazy-init)",
 }
-# Environment variables each kernel starts with. TensorFlow's C++ start-up log (oneDNN,
-# cpu_feature_guard) goes to the kernel's stderr, which Jupyter shows the reader: silence it.
-KERNEL_ENV = {"tensorflow": {"TF_CPP_MIN_LOG_LEVEL": "3"}}
+# Environment variables each kernel starts with. TensorFlow's C++ start-up log goes to the
+# kernel's stderr, which Jupyter shows the reader: TF_CPP_MIN_LOG_LEVEL silences the
+# cpu_feature_guard lines, but the oneDNN notice goes only with oneDNN's custom ops turned off.
+KERNEL_ENV = {"tensorflow": {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}}
 MAX_PYTHON = {"mxnet": (3, 11)}  # MXNet 1.9.1 has no wheels and no numpy<1.24 beyond 3.11
 
 

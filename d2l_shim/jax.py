@@ -44,7 +44,9 @@ def param_shapes(params) -> dict[str, tuple]:
     jax.tree_util's path helpers work on any pytree.
     """
     leaves, _ = jax.tree_util.tree_flatten_with_path(params)
-    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+    # GetAttrKey steps (an NNX state's `.value`) are not part of a parameter's name.
+    return {"/".join(str(getattr(k, "key", k)) for k in path
+                     if not isinstance(k, jax.tree_util.GetAttrKey)): tuple(leaf.shape)
             for path, leaf in leaves}
 
 
