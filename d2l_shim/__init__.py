@@ -11,8 +11,9 @@ numpy 1.23.5 and breaks on modern Python; this shim is why the notebooks do not 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = ["add_to_class", "HyperParameters", "format_layer_table"]
@@ -87,24 +88,40 @@ class LayerTracker:
     """Which layer is running right now, kept by forward hooks, so an error can name it.
 
     The frameworks' own shape errors ("mat1 and mat2 shapes cannot be multiplied") do not
-    say which layer raised them. Hooks must return None: a returned value would replace the
-    layer's input or output.
+    say which layer raised them. Works with any layer type that has PyTorch-style
+    `register_forward_pre_hook` / `register_forward_hook` (torch modules, Gluon blocks).
     """
 
     def __init__(self) -> None:
         self.stack: list[str] = []
 
     def enter(self, label: str) -> Callable:
-        def hook(*_) -> None:
+        def hook(*_) -> None:  # returns None: a returned value would replace the input
             self.stack.append(label)
         return hook
 
-    def leave(self, *_) -> None:
+    def leave(self, *_) -> None:  # returns None: a returned value would replace the output
         self.stack.pop()
 
     @property
     def innermost(self) -> str | None:
         return self.stack[-1] if self.stack else None
+
+    @classmethod
+    @contextlib.contextmanager
+    def watching(cls, layers: Iterable[tuple[str, Any]], unhook: str = "remove"):
+        """Hook every (label, layer) for the duration of the block; `unhook` names the
+        handle's method that takes the hook off again (torch: remove, Gluon: detach)."""
+        tracker = cls()
+        handles = []
+        for label, layer in layers:
+            handles.append(layer.register_forward_pre_hook(tracker.enter(label)))
+            handles.append(layer.register_forward_hook(tracker.leave))
+        try:
+            yield tracker
+        finally:
+            for handle in handles:
+                getattr(handle, unhook)()
 
 
 def shape_mismatch_error(layer: str | None, shapes: Sequence, error: Exception) -> ValueError:

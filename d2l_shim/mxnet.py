@@ -5,7 +5,6 @@ MXNet 1.9.1 is retired upstream; it imports only with numpy<1.24 on Python <= 3.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 
 import mxnet as mx
@@ -41,22 +40,6 @@ def _blocks(block: nn.Block, prefix: str = "") -> Iterator[tuple[str, nn.Block]]
 
 
 
-@contextlib.contextmanager
-def _innermost_layer(model: nn.Block) -> Iterator[LayerTracker]:
-    """Track which block is running, so an error can name the layer it came from."""
-    tracker = LayerTracker()
-    handles = []
-    for name, b in _blocks(model):
-        label = f"'{name}' ({type(b).__name__} {b.name})"
-        handles.append(b.register_forward_pre_hook(tracker.enter(label)))
-        handles.append(b.register_forward_hook(tracker.leave))
-    try:
-        yield tracker
-    finally:
-        for h in handles:
-            h.detach()
-
-
 class Module(nn.Block, HyperParameters):
     """d2l's Module, reduced to what lazy initialization needs: `self.net` and apply_init."""
 
@@ -84,7 +67,9 @@ class Module(nn.Block, HyperParameters):
         params = self.collect_params().values()
         if any(p._data is None and p._deferred_init == () for p in params):
             self.initialize()  # Gluon needs initialize() before any forward pass
-        with autograd.pause(train_mode=False), _innermost_layer(self) as tracker:
+        layers = ((f"'{name}' ({type(b).__name__} {b.name})", b) for name, b in _blocks(self))
+        with autograd.pause(train_mode=False), \
+                LayerTracker.watching(layers, unhook="detach") as tracker:
             try:
                 self.forward(*map(one_row, inputs))
             except mx.base.MXNetError as e:

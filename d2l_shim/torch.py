@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -26,27 +25,6 @@ def one_row(x):
     """The first example of a batch: shapes are all a dry run needs, not the batch's rows."""
     return x[:1] if isinstance(x, torch.Tensor) and x.dim() > 0 else x
 
-
-
-@contextlib.contextmanager
-def _innermost_layer(model: nn.Module) -> Iterator[LayerTracker]:
-    """Track which submodule is running, so an error can name the layer it came from.
-
-    PyTorch's own shape errors ("mat1 and mat2 shapes cannot be multiplied") do not say
-    which layer raised them; forward hooks let us say it.
-    """
-    tracker = LayerTracker()
-    handles = []
-    for name, m in model.named_modules():
-        if name:  # the model itself is not a layer worth naming
-            label = f"'{name}' ({type(m).__name__})"
-            handles.append(m.register_forward_pre_hook(tracker.enter(label)))
-            handles.append(m.register_forward_hook(tracker.leave))
-    try:
-        yield tracker
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class Module(nn.Module, HyperParameters):
@@ -75,7 +53,9 @@ class Module(nn.Module, HyperParameters):
         modes = {m: m.training for m in self.modules()}
         self.eval()
         try:
-            with torch.no_grad(), _innermost_layer(self) as tracker:
+            layers = ((f"'{name}' ({type(m).__name__})", m)
+                      for name, m in self.named_modules() if name)  # each layer, not self
+            with torch.no_grad(), LayerTracker.watching(layers) as tracker:
                 try:
                     self.forward(*map(one_row, inputs))
                 except RuntimeError as e:
