@@ -32,8 +32,9 @@ lint: setup
 	@$(TOOLS)/ruff check d2l_shim ci tests notebooks
 
 # Strip outputs and execution counts from the committed notebooks (nbstripout does the work).
+# The sample class's submissions are test data, broken on purpose: they stay as handed in.
 clean-notebooks: setup
-	@$(TOOLS)/nbstripout $$(git ls-files --cached --others --exclude-standard '*.ipynb')
+	@$(TOOLS)/nbstripout $$(git ls-files --cached --others --exclude-standard -- '*.ipynb' ':!tests/grading/sample_class')
 
 # --- graded exercises (nbgrader): see README, "For instructors" ---
 SUBMISSIONS ?= submitted

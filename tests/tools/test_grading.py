@@ -1,0 +1,379 @@
+"""The graded exercises: nbgrader release, validation, and parallel autograding.
+
+tests/grading/sample_class/ holds one submission for each kind the grader must handle
+(written by tests/grading/make_sample_class.py); EXPECTED is what each must get. The class is
+graded twice, with JOBS=1 and JOBS=2, each into a build directory of its own, and the two
+grades.csv must be identical. Submissions for frameworks whose env this run did not build
+(`make test FRAMEWORKS=...`) are left out, from both the class and the expectations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GRADING = ROOT / "ci" / "grading.py"
+CLASS = ROOT / "tests" / "grading" / "sample_class"
+EXERCISES = ROOT / "exercises"
+FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
+NBGRADER = Path(sys.executable).parent / "nbgrader"
+
+# student: (assignment, score, max score, status, a piece of the detail)
+EXPECTED = {
+    "ada": ("lazy-init-pytorch", "15", "15", "ok", ""),
+    "ben": ("lazy-init-jax", "15", "15", "ok", ""),  # its notebook names the python3 kernel
+    "cleo": ("lazy-init-tensorflow", "9", "15", "ok", ""),
+    "dev": ("lazy-init-mxnet", "10", "15", "ok", ""),
+    "eve": ("lazy-init-pytorch", "10", "15", "timeout",
+            "ex2-solution ran longer than 30 s and was interrupted"),
+    "fay": ("lazy-init-jax", "5", "15", "kernel died",
+            "the kernel died in ex2-solution (exit status 1)"),
+    "gus": ("lazy-init-mxnet", "10", "15", "memory limit",
+            "ex3-solution ran out of memory (MemoryError)"),
+    "hal": ("lazy-init-jax", "10", "15", "tests restored",
+            "restored test cells: ex1-visible (edited), ex3-hidden (deleted)"),
+    "ivy": ("lazy-init-jax", "0", "15", "invalid notebook", "not valid JSON"),
+    "jon": ("lazy-init-tensorflow", "0", "15", "missing notebook",
+            "no lazy-init-tensorflow.ipynb in jon/lazy-init-tensorflow/ (found Untitled.ipynb)"),
+    "kim": ("lazy-init-pytorch", "15", "15", "output truncated",
+            "output of ex1-solution cut to 20000 characters"),
+    "leo": ("lazy-init-pytorch", "10", "15", "tests restored",
+            "restored test cells: ex2-hidden (edited)"),
+    "mia": ("lazy-init-pytorch", "10", "15", "timeout",
+            "ex3-solution ran longer than 30 s and ignored the interrupt; the kernel was "
+            "stopped"),
+}
+# Needs no kernel: graded the same whichever envs exist.
+NO_KERNEL = {"ivy", "jon"}
+# Scores per test cell, where the total alone would not show the hidden tests at work.
+CELLS = {
+    "cleo": {"setup": 0, "ex1-visible": 2, "ex1-hidden": 3, "ex2-visible": 2, "ex2-hidden": 0,
+             "ex3-visible": 2, "ex3-hidden": 0},
+    "hal": {"ex1-visible": 0, "ex1-hidden": 0, "ex3-hidden": 3},
+    "leo": {"ex2-visible": 0, "ex2-hidden": 0},
+}
+
+
+def digest(paths) -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(paths)}
+
+
+def grade_cmd(submissions, build, jobs=1) -> list[str]:
+    return [sys.executable, str(GRADING), "grade", "--submissions", str(submissions),
+            "--jobs", str(jobs), "--build", str(build)]
+
+
+def read_csv(path: Path) -> dict[str, dict]:
+    import csv
+
+    with path.open() as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def expected(frameworks) -> dict:
+    return {s: e for s, e in EXPECTED.items()
+            if s in NO_KERNEL or e[0].removeprefix("lazy-init-") in frameworks}
+
+
+@pytest.fixture(scope="module")
+def sample_class(expected, tmp_path_factory) -> Path:
+    """The committed class itself, or the part of it this run's envs can grade."""
+    if set(expected) == set(EXPECTED):
+        return CLASS
+    part = tmp_path_factory.mktemp("class")
+    for student in expected:
+        shutil.copytree(CLASS / student, part / student)
+    return part
+
+
+def leftovers() -> set[str]:
+    """Processes started by mia's notebook (`sleep 4321`), by pid."""
+    procs = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in procs.splitlines() if "sleep 4321" in line}
+
+
+def run_grade(sample_class, tmp_path_factory, jobs) -> dict:
+    build = tmp_path_factory.mktemp(f"build-jobs{jobs}")
+    guarded = [*EXERCISES.rglob("*.ipynb"), EXERCISES / "nbgrader_config.py"]
+    before, running = digest(guarded), leftovers()
+    proc = subprocess.run(grade_cmd(sample_class, build, jobs), capture_output=True, text=True,
+                          timeout=1200, cwd=ROOT)
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"build": build, "out": proc.stdout, "sources_before": before,
+            "sources_after": digest(guarded), "left_behind": leftovers() - running}
+
+
+@pytest.fixture(scope="module")
+def run1(sample_class, tmp_path_factory) -> dict:
+    return run_grade(sample_class, tmp_path_factory, jobs=1)
+
+
+@pytest.fixture(scope="module")
+def run2(sample_class, tmp_path_factory) -> dict:
+    return run_grade(sample_class, tmp_path_factory, jobs=2)
+
+
+# ---------------------------------------------------------------------------- the class
+
+
+def test_each_student_gets_the_expected_score_and_status(run1, expected):
+    rows = read_csv(run1["build"] / "grades.csv")
+    assert sorted(rows) == sorted(expected), "one row per student"
+    wrong = []
+    for student, (assignment, score, max_score, status, detail) in expected.items():
+        row = rows[student]
+        got = (row["assignment"], row["score"], row["max_score"], row["status"])
+        if got != (assignment, score, max_score, status) or detail not in row["detail"]:
+            wrong.append(f"{student}: expected {(assignment, score, max_score, status)} with "
+                         f"{detail!r}, got {got} with {row['detail']!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_jobs_1_and_jobs_2_write_identical_grades(run1, run2):
+    one = (run1["build"] / "grades.csv").read_text()
+    two = (run2["build"] / "grades.csv").read_text()
+    assert one == two
+
+
+def test_progress_is_shown_as_submissions_finish(run2, expected):
+    out = run2["out"]
+    lines = re.findall(r"^\[ *(\d+)/(\d+)\] (\S+) ", out, re.M)
+    assert [int(i) for i, _, _ in lines] == list(range(1, len(expected) + 1)), out
+    assert {n for _, n, _ in lines} == {str(len(expected))}
+    assert sorted(s for _, _, s in lines) == sorted(expected)
+    assert out.index(f"[{len(expected)}/") < out.index("\nstudent "), "progress before the table"
+
+
+def test_the_gradebook_holds_the_same_grades(run1, expected):
+    from nbgrader.api import Gradebook
+
+    rows = read_csv(run1["build"] / "grades.csv")
+    with Gradebook(f"sqlite:///{run1['build'] / 'gradebook.db'}") as gb:
+        graded = {(s.student.id, s.assignment.name): s
+                  for a in gb.assignments for s in a.submissions}
+        assert set(graded) == {(s, e[0]) for s, e in expected.items()}
+        for (student, _), sub in graded.items():
+            assert f"{sub.score:g}" == rows[student]["score"], student
+            assert f"{sub.max_score:g}" == rows[student]["max_score"], student
+        for student, cells in CELLS.items():
+            if student not in expected:
+                continue
+            nb = gb.find_submission_notebook(expected[student][0], expected[student][0],
+                                             student)
+            got = {g.name: g.score for g in nb.grades}
+            assert {k: got[k] for k in cells} == cells, student
+
+
+def test_every_submission_gets_feedback_without_the_hidden_tests(run1, expected):
+    hidden = {line.strip() for fw in FRAMEWORKS for line in hidden_tests(fw)
+              if len(line.strip()) > 25} - visible_lines()
+    assert hidden, "the source notebooks have hidden tests"
+    for student, (assignment, score, *_rest) in expected.items():
+        page = run1["build"] / "feedback" / student / assignment / f"{assignment}.html"
+        assert page.is_file(), page
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+        leaked = sorted(hidden & {line.strip() for line in text.splitlines()})
+        assert not leaked, f"{page} shows hidden tests: {leaked[:3]}"
+        if student not in NO_KERNEL:
+            assert f"Score: {float(score)}" in text, page
+            # the instructor's copy keeps them: the check above can fail
+            graded = (run1["build"] / "autograded" / student / assignment
+                      / f"{assignment}.ipynb").read_text()
+            assert "BEGIN HIDDEN TESTS" in graded
+
+
+def test_no_process_outlives_its_submission(run1, run2, expected):
+    if "mia" not in expected:
+        pytest.skip("mia (pytorch) is not part of this run")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reaping leftovers needs Linux (a PID namespace or a child subreaper)")
+    assert not run1["left_behind"] and not run2["left_behind"], "mia's `sleep 4321` survived"
+
+
+def test_student_code_changed_neither_sources_nor_gradebook(run1, run2, expected):
+    for run in (run1, run2):
+        assert run["sources_after"] == run["sources_before"]
+    # The hidden tests and points the gradebook keeps are still the source's.
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{run1['build'] / 'gradebook.db'}") as gb:
+        for fw in FRAMEWORKS:
+            name = f"lazy-init-{fw}"
+            source = nbformat.read(EXERCISES / "source" / name / f"{name}.ipynb", as_version=4)
+            for cell in source.cells:
+                meta = cell.metadata.get("nbgrader", {})
+                if meta.get("grade"):
+                    stored = gb.find_source_cell(meta["grade_id"], name, name)
+                    assert stored.source == cell.source, (name, meta["grade_id"])
+                    graded = gb.find_graded_cell(meta["grade_id"], name, name)
+                    assert graded.max_score == meta["points"]
+    if "leo" not in expected:
+        return
+    leo = nbformat.read(run1["build"] / "autograded" / "leo" / "lazy-init-pytorch"
+                        / "lazy-init-pytorch.ipynb", as_version=4)
+    attempts = "".join(o.get("text", "") for c in leo.cells if c.cell_type == "code"
+                       for o in c.outputs)
+    assert "TAMPER tried" in attempts, "the tampering cell ran"
+    if "sandbox: Linux namespaces" in run1["out"]:
+        assert "TAMPER changed" not in attempts, attempts
+        assert "changed while student code ran" not in run1["out"]
+    else:  # limits only: whatever leo changed must have been put back, and said so
+        if "TAMPER changed" in attempts:
+            assert "changed while student code ran, and were restored" in run1["out"]
+
+
+# ---------------------------------------------------------------------------- release
+
+
+def source_nb(fw: str):
+    name = f"lazy-init-{fw}"
+    return nbformat.read(EXERCISES / "source" / name / f"{name}.ipynb", as_version=4)
+
+
+def regions(source: str, begin: str, end: str) -> list[str]:
+    lines, inside = [], False
+    for line in source.splitlines():
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            lines.append(line)
+    return lines
+
+
+def hidden_tests(fw: str) -> list[str]:
+    return [line for c in source_nb(fw).cells
+            for line in regions(c.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")]
+
+
+def visible_lines(*fws: str) -> set[str]:
+    """Lines of the source notebooks outside solutions and hidden tests."""
+    lines = set()
+    for fw in fws or FRAMEWORKS:
+        for cell in source_nb(fw).cells:
+            secret = set(regions(cell.source, "BEGIN SOLUTION", "END SOLUTION")
+                         + regions(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
+            lines |= {line.strip() for line in cell.source.splitlines() if line not in secret}
+    return lines
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    build = tmp_path_factory.mktemp("release")
+    proc = subprocess.run([sys.executable, str(GRADING), "release", "--build", str(build)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return build / "release"
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_released_notebook_has_no_solutions_and_no_hidden_tests(released, fw):
+    name = f"lazy-init-{fw}"
+    text = (released / name / f"{name}.ipynb").read_text()
+    nb = nbformat.reads(text, as_version=4)
+    code = "\n".join(c.source for c in nb.cells)
+    solution = [line.strip() for c in source_nb(fw).cells
+                for line in regions(c.source, "BEGIN SOLUTION", "END SOLUTION")]
+    hidden = [line.strip() for line in hidden_tests(fw)]
+    assert solution and hidden
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
+        assert marker not in text
+    # Lines that only a solution or a hidden test has (`return net(X)` is in both).
+    shown = {line.strip() for line in code.splitlines()}
+    leaked = [line for line in solution + hidden
+              if line and line in shown and line not in visible_lines(fw)]
+    assert not leaked, leaked
+    stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(stubs) == 3
+    assert all("raise NotImplementedError()" in c.source for c in stubs)
+    assert not any(c.get("outputs") for c in nb.cells)
+    assert nb.metadata.kernelspec.name == f"d2l-{fw}"
+
+
+def validate(path: Path) -> str:
+    """What `nbgrader validate` prints; its exit status is 0 whether or not it passes."""
+    proc = subprocess.run([str(NBGRADER), "validate", str(path)], capture_output=True,
+                          text=True, timeout=600, cwd=EXERCISES)
+    return " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_source_passes_the_validator_and_the_release_fails_it(released, frameworks, fw):
+    if fw not in frameworks:
+        pytest.skip(f"the {fw} env is not part of this run")
+    name = f"lazy-init-{fw}"
+    source = validate(EXERCISES / "source" / name / f"{name}.ipynb")
+    assert "Success! Your notebook passes all the tests." in source, source[-2000:]
+    student = validate(released / name / f"{name}.ipynb")
+    # The three visible test cells fail (the hidden ones are empty in the student version).
+    assert "VALIDATION FAILED ON 3 CELL(S)!" in student, student[-2000:]
+
+
+def test_source_notebooks_share_one_clean_structure():
+    shapes = {}
+    for fw in FRAMEWORKS:
+        nb = source_nb(fw)
+        assert nb.metadata.kernelspec.name == f"d2l-{fw}"
+        cells = nb.cells
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells)
+        for i, cell in enumerate(cells):
+            if cell.cell_type == "code":
+                assert i > 0 and cells[i - 1].cell_type == "markdown", (fw, i)
+        shape = []
+        for cell in cells:
+            meta = cell.metadata.get("nbgrader")
+            if meta:
+                shape.append((meta["grade_id"], meta.get("points"), meta["solution"],
+                              meta["locked"]))
+                if meta["solution"]:
+                    assert "### BEGIN SOLUTION" in cell.source
+                if meta["grade_id"].endswith("-hidden"):
+                    assert "### BEGIN HIDDEN TESTS" in cell.source
+        shapes[fw] = shape
+        assert sum(p or 0 for _, p, _, _ in shape) == 15
+    assert len({json.dumps(s) for s in shapes.values()}) == 1, shapes
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", "does not exist"),
+    ("empty", "is empty"),
+    ("file", "is not a directory"),
+    ("assignment first", "the student comes first"),
+    ("notebooks at the top", "no <student>/<assignment>/ folders"),
+])
+def test_a_wrong_submissions_folder_gets_a_clear_error(run1, tmp_path, layout, message):
+    target = tmp_path / "submitted"
+    if layout == "empty":
+        target.mkdir()
+    elif layout == "file":
+        target.write_text("")
+    elif layout == "assignment first":
+        shutil.copytree(CLASS / "ada" / "lazy-init-pytorch",
+                        target / "lazy-init-pytorch" / "ada")
+    elif layout == "notebooks at the top":
+        target.mkdir()
+        shutil.copyfile(CLASS / "ada" / "lazy-init-pytorch" / "lazy-init-pytorch.ipynb",
+                        target / "ada.ipynb")
+    proc = subprocess.run(grade_cmd(target, run1["build"]), capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "SUBMISSIONS/<student_id>/<assignment>/<assignment>.ipynb" in proc.stderr
+    assert "Traceback" not in proc.stderr
