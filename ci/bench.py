@@ -2,6 +2,12 @@
 
 Usage (from the tools env): python ci/bench.py [--only run-all,grading,apply-init,setup]
 
+  run-all     `make run-all` (default JOBS) vs the same notebooks one by one with
+              `jupyter nbconvert --execute`; floor: each framework's import + kernel start
+  grading     `make grade` JOBS=2 vs JOBS=1, 8 students x 4 frameworks, grades compared
+  apply-init  d2l_shim's apply_init vs the book's plain dry run, dummy batches 1/64/4096
+  setup       `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
+
 These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
 on the same machine, and nothing here is asserted in a test. Writes build/bench.json and a
 plot, build/bench.png, and prints a table with each target.
@@ -104,6 +110,39 @@ def bench_apply_init() -> dict:
             "summary": summary, "runs": rows}
 
 
+def bench_grading(students: int = 8) -> dict:
+    """`make grade` with JOBS=2 against JOBS=1 on a class of `students` x 4 frameworks.
+
+    Even-numbered students hand in the solved source notebook, odd ones the blank student
+    version, so the class has full and zero scores; each run has a build dir of its own.
+    """
+    assignments = sorted(p.name for p in (ROOT / "exercises" / "source").iterdir())
+    grading = [str(TOOLS_PY), "ci/grading.py"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        builds = {jobs: tmp / f"build-jobs{jobs}" for jobs in (1, 2)}
+        for build in builds.values():
+            quiet([*grading, "release", "--build", str(build)])
+        submitted = tmp / "submitted"
+        for i in range(students):
+            for a in assignments:
+                source = (ROOT / "exercises" / "source" / a / f"{a}.ipynb" if i % 2 == 0
+                          else builds[1] / "release" / a / f"{a}.ipynb")
+                target = submitted / f"student{i:02d}" / a / f"{a}.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+        seconds = {jobs: quiet([*grading, "grade", "--submissions", str(submitted), "--jobs",
+                                str(jobs), "--build", str(build)])
+                   for jobs, build in builds.items()}
+        identical = ((builds[1] / "grades.csv").read_text()
+                     == (builds[2] / "grades.csv").read_text())
+    speedup = seconds[1] / seconds[2]
+    return {"submissions": students * len(assignments), "jobs1_s": round(seconds[1], 1),
+            "jobs2_s": round(seconds[2], 1), "speedup": round(speedup, 2),
+            "identical_grades": identical, "target": ">= 1.7 with identical grades",
+            "met": speedup >= 1.7 and identical}
+
+
 def bench_setup() -> dict:
     """`make setup` from scratch into a temporary folder; pip's cache is warm by now."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +188,8 @@ def plot(results: dict) -> None:
 
 
 def main() -> int:
-    parts = {"run-all": bench_run_all, "apply-init": bench_apply_init, "setup": bench_setup}
+    parts = {"run-all": bench_run_all, "grading": bench_grading, "apply-init": bench_apply_init,
+             "setup": bench_setup}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
     args = parser.parse_args()
@@ -170,6 +210,11 @@ def main() -> int:
         print(f"{'run-all vs serial nbconvert':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
               f"{r['met']}  ({r['run_all_s']} s vs {r['serial_nbconvert_s']} s; floor: "
               f"imports + kernel starts {r['floor_serial_s']} s)")
+    if "grading" in results:
+        r = results["grading"]
+        print(f"{'grading JOBS=2 vs JOBS=1':<34}{r['speedup']:>21.2f}x  {'>= 1.7':<14}"
+              f"{r['met']}  ({r['submissions']} submissions: {r['jobs1_s']} s vs "
+              f"{r['jobs2_s']} s; identical grades: {r['identical_grades']})")
     for s in results.get("apply-init", {}).get("summary", []):
         print(f"{'apply_init ' + s['framework'] + ' ' + s['model'] + ' 4096/1':<34}"
               f"{s['shim_4096_over_1']:>21.2f}x  {'<= 1.2':<14}{s['met']}  (book: "
