@@ -50,6 +50,15 @@ class HyperParameters:
 
 # --- checks shared by the frameworks' apply_init -------------------------------------------
 
+def one_row(x: Any) -> Any:
+    """The first example of a batch: shapes are all a dry run needs, not the batch's rows.
+
+    Tensors of every framework have `.shape` and slice the same way; anything else (a
+    flag, a scalar) passes through unchanged.
+    """
+    return x[:1] if hasattr(x, "shape") and len(x.shape) > 0 else x
+
+
 def check_example_inputs(inputs: Any, call: str = "apply_init(inputs)") -> tuple:
     """Return `inputs` as a tuple, or say clearly what to pass instead.
 

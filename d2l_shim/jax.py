@@ -11,6 +11,7 @@ from . import (
     check_example_inputs,
     format_layer_table,
     missing_net_error,
+    one_row,
 )
 
 __all__ = ["add_to_class", "HyperParameters", "Module", "get_key", "set_seed", "layer_table",
@@ -30,11 +31,6 @@ def get_key() -> jax.Array:
     global _key
     _key, subkey = jax.random.split(_key)
     return subkey
-
-
-def one_row(x):
-    """The first example of a batch: shapes are all a dry run needs, not the batch's rows."""
-    return x[:1] if hasattr(x, "shape") and len(x.shape) > 0 else x
 
 
 def param_shapes(params) -> dict[str, tuple]:

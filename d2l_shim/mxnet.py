@@ -19,15 +19,11 @@ from . import (
     check_init,
     format_layer_table,
     missing_net_error,
+    one_row,
     shape_mismatch_error,
 )
 
 __all__ = ["add_to_class", "HyperParameters", "Module", "layer_table", "one_row"]
-
-
-def one_row(x):
-    """The first example of a batch: shapes are all a dry run needs, not the batch's rows."""
-    return x[:1] if hasattr(x, "shape") and len(x.shape) > 0 else x
 
 
 def _blocks(block: nn.Block, prefix: str = "") -> Iterator[tuple[str, nn.Block]]:
@@ -37,7 +33,6 @@ def _blocks(block: nn.Block, prefix: str = "") -> Iterator[tuple[str, nn.Block]]
         full = f"{prefix}.{name}" if prefix else name
         yield full, child
         yield from _blocks(child, full)
-
 
 
 class Module(nn.Block, HyperParameters):

@@ -14,15 +14,11 @@ from . import (
     check_init,
     format_layer_table,
     missing_net_error,
+    one_row,
     shape_mismatch_error,
 )
 
 __all__ = ["add_to_class", "HyperParameters", "Module", "layer_table", "one_row", "walk_layers"]
-
-
-def one_row(x):
-    """The first example of a batch: shapes are all a dry run needs, not the batch's rows."""
-    return x[:1] if hasattr(x, "shape") and len(x.shape) > 0 else x
 
 
 def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:

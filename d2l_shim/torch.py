@@ -15,16 +15,11 @@ from . import (
     check_init,
     format_layer_table,
     missing_net_error,
+    one_row,
     shape_mismatch_error,
 )
 
 __all__ = ["add_to_class", "HyperParameters", "Module", "layer_table", "one_row"]
-
-
-def one_row(x):
-    """The first example of a batch: shapes are all a dry run needs, not the batch's rows."""
-    return x[:1] if isinstance(x, torch.Tensor) and x.dim() > 0 else x
-
 
 
 class Module(nn.Module, HyperParameters):
