@@ -11,7 +11,9 @@ import ast
 import copy
 import json
 import re
+import sys
 import tomllib
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -327,6 +329,52 @@ def test_readme_urls_match_repository():
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_setup_cell_acts_only_in_colab(nbs, fw):
     assert setup_problems(fw, nbs[fw]) == []
+
+
+def run_setup_cell(src: str, monkeypatch, in_colab: bool, installed=()) -> list[list[str]]:
+    """Execute a set-up cell here, as Colab (a stand-in `google.colab` module) or not.
+
+    Nothing is installed: subprocess.run records the command, and find_spec reports only
+    the modules in `installed` as present, so the test does not depend on this env.
+    """
+    calls = []
+    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: calls.append(list(cmd)))
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name, *a: object() if name in installed else None)
+    if in_colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(compile(src, "<set-up cell>", "exec"), {})
+    return calls
+
+
+COLAB_SHIPS = {"pytorch": ["torch"], "tensorflow": ["tensorflow"], "jax": ["jax", "flax"]}
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_setup_cell_does_nothing_outside_colab(nbs, fw, monkeypatch):
+    assert run_setup_cell(setup_cell(nbs[fw]), monkeypatch, in_colab=False) == []
+
+
+@pytest.mark.parametrize("fw", list(COLAB_SHIPS))
+def test_setup_cell_in_colab_installs_only_what_is_missing(nbs, fw, monkeypatch):
+    shim = f"d2l-shim @ git+{repository_url()}"
+    # Colab ships the framework: only the shim is installed, from the repository.
+    [pip] = run_setup_cell(setup_cell(nbs[fw]), monkeypatch, True, installed=COLAB_SHIPS[fw])
+    assert pip[1:] == ["-m", "pip", "install", "--quiet", shim], pip
+    # A runtime without the framework gets it too.
+    [pip] = run_setup_cell(setup_cell(nbs[fw]), monkeypatch, True, installed=())
+    assert pip[5:] == [shim, *COLAB_SHIPS[fw]], pip
+    # Everything present: nothing to install.
+    assert run_setup_cell(setup_cell(nbs[fw]), monkeypatch, True,
+                          installed=["d2l_shim", *COLAB_SHIPS[fw]]) == []
+
+
+def test_mxnet_setup_cell_in_colab_stops_with_plain_words(nbs, monkeypatch):
+    with pytest.raises(RuntimeError, match="cannot run in Colab") as raised:
+        run_setup_cell(setup_cell(nbs["mxnet"]), monkeypatch, in_colab=True)
+    assert "make lab" in str(raised.value) and "numpy<1.24" in str(raised.value)
 
 
 # --- the checks can fail: broken copies must be caught ----------------------------------------
