@@ -70,13 +70,18 @@ class UsageError(Exception):
 # configuration
 
 
+def gradebook_url(course: Path) -> str:
+    """The sqlite URL of the gradebook in a course directory (build/, or a job's scratch)."""
+    return f"sqlite:///{course / 'gradebook.db'}"
+
+
 def load_config(build: Path):
     """exercises/nbgrader_config.py, with the course root and gradebook under `build`."""
     from traitlets.config.loader import PyFileConfigLoader
 
     cfg = PyFileConfigLoader("nbgrader_config.py", path=str(EXERCISES)).load_config()
     cfg.CourseDirectory.root = str(build)
-    cfg.CourseDirectory.db_url = f"sqlite:///{build / 'gradebook.db'}"
+    cfg.CourseDirectory.db_url = gradebook_url(build)
     return cfg
 
 
@@ -173,7 +178,7 @@ def course_model(build: Path) -> dict:
     from nbgrader.api import Gradebook
 
     model, names = {}, assignment_names()
-    with Gradebook(f"sqlite:///{build / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(build)) as gb:
         for assignment in gb.assignments:
             if assignment.name not in names:  # released once, since removed from source/
                 continue
@@ -363,7 +368,7 @@ def write_gradebook(build: Path, results: list[dict], model: dict) -> None:
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
-    with Gradebook(f"sqlite:///{build / 'gradebook.db'}") as gb, warnings.catch_warnings():
+    with Gradebook(gradebook_url(build)) as gb, warnings.catch_warnings():
         # nbgrader's own update_or_create_submission trips these autoflush warnings; harmless.
         warnings.simplefilter("ignore", SAWarning)
         for r in results:
@@ -402,7 +407,9 @@ def grade(submissions: Path, jobs: int, build: Path, sandbox_mode: str = "auto")
     items, warnings = discover(submissions.resolve(), model)
     for w in warnings:
         print(f"grade: warning: {w}", flush=True)
-    sandbox = probe_sandbox(build, submissions.resolve(), sandbox_mode)
+    # What student code must not see: the repository, the build dir, the submissions.
+    hide = sorted({str(ROOT), str(build.resolve()), str(submissions.resolve())})
+    sandbox = probe_sandbox(build, hide, sandbox_mode)
     print(f"grade: {len(items)} submission(s), {jobs} at a time; "
           f"limits: {limits['cell_timeout']} s per cell, {limits['memory_mb']} MB per kernel, "
           f"{limits['max_output_chars']} characters of output per cell", flush=True)
@@ -417,17 +424,20 @@ def grade(submissions: Path, jobs: int, build: Path, sandbox_mode: str = "auto")
         guarded += [*sorted(SOURCE.rglob("*.ipynb")), *sorted((build / "source").rglob("*.ipynb")),
                     *sorted((build / "release").rglob("*.ipynb"))]
     guarded = {p: p.read_bytes() for p in guarded}
-    hide = sorted({str(ROOT), str(build.resolve()), str(submissions.resolve())})
 
     start = time.monotonic()
     results: list[dict] = []
     done = 0
 
-    def report(result: dict) -> None:
+    def record(result: dict) -> None:
+        """Keep a finished submission's result, its scores clamped, and print its line."""
         nonlocal done
         done += 1
         m = model.get(result["assignment"])
-        score = fmt(sum(clamp_cells(result, m["points"]).values())) if m else "0"
+        if m:
+            result["cells"] = clamp_cells(result, m["points"])
+        results.append(result)
+        score = fmt(sum(result["cells"].values())) if m else "0"
         total = fmt(m["max_score"]) if m else "0"
         counter = f"[{done:>{len(str(len(items)))}}/{len(items)}]"
         print(f"{counter} {result['student']:<14} {result['assignment'] or '-':<22}"
@@ -439,9 +449,7 @@ def grade(submissions: Path, jobs: int, build: Path, sandbox_mode: str = "auto")
         for item in items:
             problem = precheck(item)
             if problem:
-                result = zero_result(item, model, *problem)
-                results.append(result)
-                report(result)
+                record(zero_result(item, model, *problem))
             else:
                 futures[pool.submit(run_job, item, model, build, limits, sandbox, snapshot,
                                     hide)] = item
@@ -451,8 +459,7 @@ def grade(submissions: Path, jobs: int, build: Path, sandbox_mode: str = "auto")
             except Exception as e:  # our own bug: still a row, still the others
                 result = zero_result(futures[future], model, "grading error",
                                      f"{type(e).__name__}: {e}")
-            results.append(result)
-            report(result)
+            record(result)
     wall = time.monotonic() - start
 
     for path in [Path(f"{gradebook}{suffix}") for suffix in ("-journal", "-wal", "-shm")]:
@@ -479,9 +486,6 @@ def grade(submissions: Path, jobs: int, build: Path, sandbox_mode: str = "auto")
               flush=True)
 
     results.sort(key=lambda r: (r["student"], r["assignment"]))
-    for r in results:
-        if r["assignment"] in model:
-            r["cells"] = clamp_cells(r, model[r["assignment"]]["points"])
     write_gradebook(build, results, model)
 
     # Autograded notebooks and feedback, into the course's own folders.
@@ -501,7 +505,7 @@ def grade(submissions: Path, jobs: int, build: Path, sandbox_mode: str = "auto")
                 feedback_stub(dest, r)
 
     rows = []
-    with Gradebook(f"sqlite:///{gradebook}") as gb:
+    with Gradebook(gradebook_url(build)) as gb:
         for r in results:
             score, max_score = 0.0, 0.0
             if r["assignment"] in model:
@@ -564,7 +568,7 @@ def job_main(spec_path: str) -> int:
 
     preprocessors = grading_preprocessors()
     cfg = load_config(course)
-    cfg.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+    cfg.CourseDirectory.db_url = gradebook_url(scratch)
     # nbclient otherwise starts the kernel named in the notebook (nbgrader #1375): here the
     # assignment's kernel, through the sandbox, whatever the submission's metadata says.
     cfg.Execute.kernel_name = kernel_name
@@ -751,18 +755,14 @@ def grading_preprocessors() -> dict:
                     "error", ename="CellTimeoutError", evalue=f"longer than {self.timeout} s",
                     traceback=[f"CellTimeoutError: this cell ran longer than {self.timeout} s "
                                "and ignored the interrupt"]))
-                await self._stop(f"{where} ran longer than {self.timeout} s and ignored the "
-                                 "interrupt; the kernel was stopped and later cells did not run",
-                                 where)
+                await self._stop(where)
                 return cell
             if self._timed_out:
                 if await self._responds(grace=10):
                     self._event("timeout", f"{where} ran longer than {self.timeout} s and was "
                                            "interrupted")
                 else:
-                    await self._stop(f"{where} ran longer than {self.timeout} s and ignored "
-                                     "the interrupt; the kernel was stopped and later cells "
-                                     "did not run", where)
+                    await self._stop(where)
             if cell_index in self._cut:
                 cell.outputs.append(new_output(
                     "stream", name="stdout",
@@ -782,8 +782,10 @@ def grading_preprocessors() -> dict:
         # own async_execute_cell: wrap ours instead.
         execute_cell = run_sync(async_execute_cell)
 
-        async def _stop(self, detail: str, where: str) -> None:
-            self._event("timeout", detail)
+        async def _stop(self, where: str) -> None:
+            """Shut down a kernel that ignores the interrupt; later cells will not run."""
+            self._event("timeout", f"{where} ran longer than {self.timeout} s and ignored the "
+                                   "interrupt; the kernel was stopped and later cells did not run")
             self._dead = f"not run: the kernel was stopped in {where}"
             try:
                 await ensure_async(self.km.shutdown_kernel(now=True))
@@ -913,6 +915,12 @@ def grading_preprocessors() -> dict:
             "HideHiddenTests": HideHiddenTests}
 
 
+def visibility_args(hide: list[str]) -> list[str]:
+    """The sandbox's --hide and --expose arguments: the same for the probe and every kernel."""
+    return [*[a for p in hide for a in ("--hide", p)],
+            *[a for p in EXPOSED if p.exists() for a in ("--expose", str(p))]]
+
+
 def make_sandbox_kernel(spec: dict, scratch: Path, work: Path) -> str:
     """A kernelspec in the scratch dir that starts the assignment's kernel in the sandbox."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -925,9 +933,7 @@ def make_sandbox_kernel(spec: dict, scratch: Path, work: Path) -> str:
     argv = [sys.executable, str(Path(__file__).resolve()), "_sandbox",
             "--mode", spec["sandbox"], "--memory-mb", str(limits["memory_mb"]),
             "--workdir", str(work), "--log", str(scratch / "kernel.log"),
-            "--keep-env", ",".join(sorted(real.env)),
-            *[a for p in spec["hide"] for a in ("--hide", p)],
-            *[a for p in EXPOSED if p.exists() for a in ("--expose", str(p))],
+            "--keep-env", ",".join(sorted(real.env)), *visibility_args(spec["hide"]),
             "--", *real.argv]
     (kdir / "kernel.json").write_text(json.dumps({
         "argv": argv, "display_name": f"{real.display_name} (grading)",
@@ -1199,7 +1205,7 @@ def probe_checks(args) -> int:
     return 1 if problems else 0
 
 
-def probe_sandbox(build: Path, submissions: Path, wanted: str = "auto") -> dict:
+def probe_sandbox(build: Path, hide: list[str], wanted: str = "auto") -> dict:
     """Namespace mode if this machine supports it and it holds, else limits only."""
     if wanted == "limits":
         return {"mode": "limits", "description": (
@@ -1211,10 +1217,8 @@ def probe_sandbox(build: Path, submissions: Path, wanted: str = "auto") -> dict:
         return {"mode": "limits", "description": (
             "limits only (no Linux namespaces on this system): student code can read and "
             "write what you can; grade in a disposable VM or container")}
-    hide = sorted({str(ROOT), str(build.resolve()), str(submissions)})
     cmd = [sys.executable, str(Path(__file__).resolve()), "_sandbox", "--probe",
-           "--workdir", str(work), *[a for p in hide for a in ("--hide", p)],
-           *[a for p in EXPOSED if p.exists() for a in ("--expose", str(p))]]
+           "--workdir", str(work), *visibility_args(hide)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         ok, why = proc.returncode == 0, (proc.stdout + proc.stderr).strip().splitlines()
