@@ -212,8 +212,7 @@ def test_student_code_changed_neither_sources_nor_gradebook(run1, run2, expected
     with Gradebook(f"sqlite:///{run1['build'] / 'gradebook.db'}") as gb:
         for fw in FRAMEWORKS:
             name = f"lazy-init-{fw}"
-            source = nbformat.read(EXERCISES / "source" / name / f"{name}.ipynb", as_version=4)
-            for cell in source.cells:
+            for cell in source_nb(fw).cells:
                 meta = cell.metadata.get("nbgrader", {})
                 if meta.get("grade"):
                     stored = gb.find_source_cell(meta["grade_id"], name, name)
