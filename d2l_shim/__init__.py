@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["add_to_class", "HyperParameters", "format_layer_table"]
+__all__ = ["add_to_class", "HyperParameters", "format_layer_table", "draw_cascade"]
 
 
 def add_to_class(Class: type) -> Callable:
@@ -151,3 +151,54 @@ def format_layer_table(rows: Sequence[tuple[str, tuple, dict[str, tuple]]]) -> s
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in [header, *body]]
     lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)
+
+
+def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_shape: tuple,
+                 title: str = "One forward pass, layer by layer"):
+    """Draw the cascade of `rows` (from layer_table) as boxes and arrows, one step a row.
+
+    The top row is the network as declared: no parameter exists and no shape is known. Each
+    row below is the moment one more layer has been reached: the shape on the arrow into it
+    is known, and its parameters (if it has any) are filled in. Returns the matplotlib
+    Figure; a notebook shows it. matplotlib is imported here, not at import time, so the
+    rest of the shim works without it.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    if not rows:
+        raise ValueError("draw_cascade: no layers to draw; pass the rows layer_table returned")
+    n = len(rows)
+    shapes = [tuple(shape) for _, shape, _ in rows] + [tuple(output_shape)]
+    fig, ax = plt.subplots(figsize=(2.6 * n + 1.6, 1.25 * (n + 1) + 0.4))
+    for step in range(n + 1):  # step k: layers 0..k-1 have been reached
+        y = -1.25 * step
+        label = "declared" if step == 0 else f"reached {rows[step - 1][0].split()[0]}"
+        ax.text(-0.15, y, label, ha="right", va="center", fontsize=9, style="italic")
+        for i, (name, _, params) in enumerate(rows):
+            reached = i < step
+            x = 2.6 * i + 1.0
+            color = ("#cfe3f7" if params else "#eeeeee") if reached else "white"
+            ax.add_patch(FancyBboxPatch((x, y - 0.42), 1.8, 0.84, boxstyle="round,pad=0.03",
+                                        facecolor=color, edgecolor="#333333"))
+            if params:
+                detail = "\n".join(f"{k} {tuple(v)}" for k, v in params.items()) \
+                    if reached else "parameters: ?"
+            else:
+                detail = "no parameters"
+            ax.text(x + 0.9, y + 0.2, name, ha="center", va="center", fontsize=9,
+                    weight="bold")
+            ax.text(x + 0.9, y - 0.15, detail, ha="center", va="center", fontsize=7.5)
+        for i, shape in enumerate(shapes):  # the arrow into layer i (i == n: the output)
+            x0, x1 = 2.6 * i + 0.2, 2.6 * i + 1.0
+            ax.annotate("", xy=(x1, y), xytext=(x0, y),
+                        arrowprops={"arrowstyle": "->", "color": "#333333"})
+            known = i < step or (i == n and step == n)
+            ax.text((x0 + x1) / 2, y + 0.12, str(shape) if known else "?", ha="center",
+                    va="bottom", fontsize=7.5, color="#b03a2e" if known else "#999999")
+    ax.set_xlim(-1.6, 2.6 * n + 1.0)
+    ax.set_ylim(-1.25 * n - 0.6, 0.6)
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -17,13 +17,14 @@ from . import (
     add_to_class,
     check_example_inputs,
     check_init,
+    draw_cascade,
     format_layer_table,
     missing_net_error,
     one_row,
     shape_mismatch_error,
 )
 
-__all__ = ["add_to_class", "HyperParameters", "Module", "layer_table", "one_row"]
+__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "Module", "layer_table", "one_row"]
 
 
 def _blocks(block: nn.Block, prefix: str = "") -> Iterator[tuple[str, nn.Block]]:
