@@ -32,8 +32,11 @@ H2 = [
     "Parameters before any data",
     "One forward pass fixes every shape",
     "The cascade, layer by layer",
+    "How the framework walks the network",
     "Custom initialization with apply_init",
     "Why it matters: a CNN",
+    "Shapes without memory",
+    "Pitfalls",
     "Summary",
     "Exercises",
 ]
@@ -154,6 +157,31 @@ def shim_import_problems(fw: str, nb: dict) -> list[str]:
                     problems.append(f"imports d2l_shim's {name!r} in the {fw} notebook")
     if count == 0:
         problems.append("no code cell imports d2l_shim")
+    return problems
+
+
+MAX_ASSERT_CELLS = 3  # claims are checked by tests/tools/test_notebook_claims.py instead
+
+
+def assertion_problems(nb: dict) -> list[str]:
+    """At most three teaching assertion cells, each printing what it checked."""
+    cells = [source(c) for c in code_cells(nb)
+             if any(isinstance(n, ast.Assert) for n in ast.walk(ast.parse(source(c))))]
+    problems = [f"{len(cells)} code cells assert; at most {MAX_ASSERT_CELLS} may"] \
+        if len(cells) > MAX_ASSERT_CELLS else []
+    problems += [f"an assertion cell prints nothing: {src[:60]!r}" for src in cells
+                 if "print(" not in src]
+    return problems
+
+
+def prose_problems(nb: dict) -> list[str]:
+    """No test-suite boilerplate in the reader's path, and no pointer to the solutions."""
+    text = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    problems = []
+    if re.search(r"fail loudly", text):
+        problems.append("the prose still says checks 'fail loudly'")
+    if re.search(r"exercises/source|in the `exercises/`", text):
+        problems.append("the prose points to exercises/source, which holds the solutions")
     return problems
 
 
@@ -305,6 +333,16 @@ def test_has_a_raises_exception_cell(nbs, fw):
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_at_most_three_assertion_cells_each_printing(nbs, fw):
+    assert assertion_problems(nbs[fw]) == []
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_prose_has_no_boilerplate_and_no_pointer_to_solutions(nbs, fw):
+    assert prose_problems(nbs[fw]) == []
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_committed_clean(nbs, fw):
     assert clean_problems(nbs[fw]) == []
 
@@ -437,6 +475,15 @@ BROKEN: dict[str, tuple[str, Callable[[dict], dict], Callable[[str, dict], list[
         nb, "from d2l_shim import tensorflow as d2l", "from d2l_shim import torch as d2l"),
         shim_import_problems),
     "no raises-exception tag": ("mxnet", _tagless, lambda fw, nb: raises_problems(nb)),
+    "a fourth assertion cell": ("pytorch", lambda nb: _with(
+        nb, lambda n: n["cells"].extend(copy.deepcopy(
+            [c for c in code_cells(n) if "assert" in source(c)]) * 2)),
+        lambda fw, nb: assertion_problems(nb)),
+    "boilerplate back": ("jax", lambda nb: _md(
+        nb, "## Pitfalls", "## Pitfalls\n\nThe checks below fail loudly."),
+        lambda fw, nb: prose_problems(nb)),
+    "pointer to the solutions": ("tensorflow", lambda nb: _md(
+        nb, "`build/release/`", "`exercises/source/`"), lambda fw, nb: prose_problems(nb)),
     "outputs left in": ("jax", _executed, lambda fw, nb: clean_problems(nb)),
     "stray cell metadata": ("pytorch", lambda nb: _with(
         nb, lambda n: n["cells"][1]["metadata"].update(collapsed=True)),
