@@ -1,0 +1,721 @@
+"""Every claim of the chapter notebooks' prose, checked on the values each kernel computed.
+
+Each notebook is executed once, cell by cell, in its framework's kernel (nbclient; testbook
+is unmaintained). The kernel stays up afterwards, and a test reads what the notebook
+computed: `nb.value(expr)` evaluates an expression in that kernel and returns it as JSON,
+`nb.output(snippet)` / `nb.error(snippet)` give what the cell containing `snippet` printed or
+raised. Each test's docstring starts with the quoted words of the sentence it backs;
+test_every_quote_is_in_its_notebook keeps the quotes and the prose in step, so a reviewer
+can go from a sentence (search for it here) to its test.
+
+The same tests run on Colab's stack (`make test-colab`, ci/colab.py): D2L_KERNEL names the
+kernel to use instead of the notebook's own, D2L_STACK=colab says which versions run, and
+D2L_SHIM_FROM makes the set-up cell pip-install the shim from this checkout instead of the
+repository URL, in a kernel where a stand-in `google.colab` is imported, as on Colab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = os.environ.get("D2L_STACK", "pinned")  # "colab": Colab's versions (ci/colab.py)
+KERNEL = os.environ.get("D2L_KERNEL")  # None: the kernel the notebook's metadata names
+SHIM_FROM = os.environ.get("D2L_SHIM_FROM")  # a pip spec replacing the repository URL
+
+
+def repository_url() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+
+
+class ExecutedNotebook:
+    """A notebook run top to bottom in a live kernel that tests can still question."""
+
+    def __init__(self, fw: str, stack: contextlib.ExitStack):
+        path = ROOT / "notebooks" / f"lazy-init-{fw}.ipynb"
+        self.nb = nbformat.read(path, as_version=4)
+        if SHIM_FROM:  # Colab: install this checkout's shim where the repository's would be
+            for cell in self.nb.cells:
+                cell.source = cell.source.replace(f"git+{repository_url()}", SHIM_FROM)
+        self.client = NotebookClient(
+            self.nb, kernel_name=KERNEL or self.nb.metadata.kernelspec.name, timeout=600,
+            startup_timeout=120, resources={"metadata": {"path": str(path.parent)}})
+        stack.enter_context(self.client.setup_kernel())
+        self.stopped_at: tuple[int, CellExecutionError] | None = None
+        for index, cell in enumerate(self.nb.cells):
+            try:
+                self.client.execute_cell(cell, index)
+            except CellExecutionError as e:  # an untagged cell failed: the run stops there
+                self.stopped_at = (index, e)
+                break
+
+    def cell(self, snippet: str):
+        """The code cell whose source contains `snippet` (or is it, when one is exactly)."""
+        found = [c for c in self.nb.cells if c.cell_type == "code" and c.source == snippet] \
+            or [c for c in self.nb.cells if c.cell_type == "code" and snippet in c.source]
+        assert len(found) == 1, f"{len(found)} code cells contain {snippet!r}"
+        return found[0]
+
+    def output(self, snippet: str) -> str:
+        """Everything the cell containing `snippet` printed or displayed, as text."""
+        parts = []
+        for o in self.cell(snippet).outputs:
+            parts.append(o.get("text", ""))
+            parts.append(o.get("data", {}).get("text/plain", ""))
+        return re.sub(r"\x1b\[[0-9;]*m", "", "".join(parts))  # no terminal colours
+
+    def error(self, snippet: str) -> tuple[str, str]:
+        errors = [o for o in self.cell(snippet).outputs if o.output_type == "error"]
+        assert errors, f"the cell containing {snippet!r} raised nothing"
+        return errors[0].ename, errors[0].evalue
+
+    def has_image(self, snippet: str) -> bool:
+        return any("image/png" in o.get("data", {}) for o in self.cell(snippet).outputs)
+
+    def run(self, code: str) -> str:
+        """Execute `code` in the notebook's kernel; return what it printed."""
+        cell = nbformat.v4.new_code_cell(code)
+        self.nb.cells.append(cell)  # nbclient writes the outputs into the notebook's cell
+        try:
+            self.client.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
+        finally:
+            self.nb.cells.pop()
+        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+    def value(self, expr: str):
+        """The value of `expr` in the notebook's kernel, through JSON."""
+        marker = "@@value@@"
+        out = self.run(f"import json as _json\nprint({marker!r} + _json.dumps({expr}))")
+        return json.loads(out.split(marker, 1)[1])
+
+
+@pytest.fixture(scope="module")
+def executed(frameworks):
+    """One executed notebook per framework, its kernel kept up until the module is done."""
+    runs: dict[str, ExecutedNotebook] = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(fw: str) -> ExecutedNotebook:
+            if fw not in frameworks:
+                pytest.skip(f"{fw} was not set up in this run (FRAMEWORKS)")
+            if STACK == "colab" and fw == "mxnet":
+                pytest.skip("MXNet does not run on Colab (test_colab_setup.py checks that)")
+            if fw not in runs:
+                runs[fw] = ExecutedNotebook(fw, stack)
+            return runs[fw]
+
+        yield get
+
+
+@pytest.fixture
+def pytorch(executed):
+    return executed("pytorch")
+
+
+@pytest.fixture
+def tensorflow(executed):
+    return executed("tensorflow")
+
+
+@pytest.fixture
+def mxnet(executed):
+    return executed("mxnet")
+
+
+@pytest.fixture
+def jax(executed):
+    return executed("jax")
+
+
+def no_unexpected_error(nb: ExecutedNotebook) -> None:
+    if nb.stopped_at:
+        index, e = nb.stopped_at
+        pytest.fail(f"cell {index} raised outside a raises-exception cell: {e}")
+
+
+# --- PyTorch -------------------------------------------------------------------------------
+
+def test_pytorch_runs_through(pytorch):
+    no_unexpected_error(pytorch)
+
+
+def test_pytorch_placeholder(pytorch):
+    """"`<UninitializedParameter>`: the parameter is registered with the layer, but no memory
+    has been set aside" """
+    assert pytorch.output("net[0].weight").strip() == "<UninitializedParameter>"
+    declared = "net = nn.Sequential(nn.LazyLinear(256), nn.ReLU(), nn.LazyLinear(10))\nnet"
+    assert pytorch.output(declared).count("in_features=0") == 2
+
+
+def test_pytorch_size_dtype_device(pytorch):
+    """"`size()` answers: with `torch.Size([0])`" """
+    assert pytorch.output("w0 = net[0].weight").strip() == \
+        "size(): torch.Size([0]) | dtype: torch.float32 | device: cpu"
+
+
+def test_pytorch_shape_raises(pytorch):
+    """"The `.shape` attribute, unlike `size()`, refuses: it raises a `RuntimeError`" """
+    assert pytorch.error("net[0].weight.shape")[0] == "RuntimeError"
+
+
+def test_pytorch_computing_raises(pytorch):
+    """"Anything that computes with the values fails too, with a `ValueError`" """
+    assert pytorch.error("nn.init.normal_(net[0].weight")[0] == "ValueError"
+
+
+def test_pytorch_no_lazy_module_warning(pytorch):
+    """"current PyTorch no longer prints it" """
+    assert pytorch.run("import warnings\nwith warnings.catch_warnings(record=True) as _w:\n"
+                       "    warnings.simplefilter('always')\n    nn.LazyLinear(3)\n"
+                       "print(len(_w))").strip() == "0"
+
+
+def test_pytorch_optimizers_built_before_the_data(pytorch):
+    """"SGD, Adam, AdamW, RMSprop and LBFGS, and the learning-rate schedulers, accept the
+    placeholders" """
+    table = dict(line.split(None, 1) for line in
+                 pytorch.output("for make in (torch.optim.SGD").splitlines())
+    assert all(table[name] == "built" for name in ("SGD", "Adam", "AdamW", "RMSprop", "LBFGS"))
+    assert pytorch.run(
+        "_o = torch.optim.SGD(nn.Sequential(nn.LazyLinear(4)).parameters(), lr=0.1)\n"
+        "torch.optim.lr_scheduler.StepLR(_o, 1)\n"
+        "torch.optim.lr_scheduler.CosineAnnealingLR(_o, 10)\nprint('ok')").strip() == "ok"
+
+
+def test_pytorch_optimizers_that_refuse(pytorch):
+    """"`Adagrad` fills its state from the values right away, and `Muon`, which only handles
+    matrices, rejects the 0-sized placeholder" """
+    table = dict(line.split(None, 1) for line in
+                 pytorch.output("for make in (torch.optim.SGD").splitlines())
+    assert table["Adagrad"].startswith("ValueError: Attempted to use an uninitialized")
+    assert table["Muon"].startswith("ValueError: Muon only supports 2D")
+
+
+def test_pytorch_optimizer_holds_the_materialized_objects(pytorch):
+    """"the forward pass turns those very objects into real parameters" """
+    assert "the optimizer holds 4 parameter tensors" in pytorch.output("opt = torch.optim.SGD")
+    assert "same object: True" in pytorch.output("before = net[0].weight")
+    assert pytorch.value("change") > 0
+
+
+def test_pytorch_one_pass_fixes_every_shape(pytorch):
+    """"look for `in_features` turning from 0 into 20 and 256" """
+    assert pytorch.value("[net[0].in_features, net[2].in_features]") == [20, 256]
+    assert pytorch.value("[type(net[0]).__name__, type(net[2]).__name__]") == ["Linear"] * 2
+
+
+def test_pytorch_weight_layout_and_count(pytorch):
+    """"PyTorch stores a linear layer's weight as (outputs, inputs), so the first weight is
+    (256, 20)" """
+    assert pytorch.value("[list(p.shape) for p in net.parameters()]") == \
+        [[256, 20], [256], [10, 256], [10]]
+    assert pytorch.value("sum(p.numel() for p in net.parameters())") == 7946
+    assert pytorch.value("gap") < 1e-6
+
+
+def test_pytorch_batch_size_in_no_parameter(pytorch):
+    """"The batch size, 2, appears in the shapes that flow but in no parameter" """
+    assert pytorch.value("[list(p.shape) for p in fresh.parameters()]") == \
+        [[256, 20], [256], [10, 256], [10]]
+    assert "(2, 20)" in pytorch.output("rows = d2l.layer_table(fresh, X)")
+
+
+def test_pytorch_seven_features_change_only_the_first_weight(pytorch):
+    """"Look at which weight changes: only the first one" """
+    assert pytorch.output("other = nn.Sequential").strip() == "(256, 7) (10, 256)"
+
+
+def test_pytorch_cascade_figure(pytorch):
+    """"The same cascade as a picture, drawn by `d2l.draw_cascade`" """
+    assert pytorch.has_image("d2l.draw_cascade(rows")
+
+
+def test_pytorch_materializes_layer_by_layer(pytorch):
+    """"after layer 0 has run, layer 2 is still a `LazyLinear`" """
+    lines = pytorch.output("watched = nn.Sequential").splitlines()
+    assert lines[0].split() == ["after", "Linear", "still", "lazy:", "['2']"]
+    assert lines[-1].endswith("still lazy: []")
+
+
+def test_pytorch_failed_pass_leaves_the_network_half_made(pytorch):
+    """"a pass that fails half-way leaves the network half-made" """
+    assert pytorch.error("half = nn.Sequential")[0] == "RuntimeError"
+    assert pytorch.value("[type(half[0]).__name__, list(half[0].weight.shape)]") == \
+        ["Linear", [256, 20]]
+
+
+def test_pytorch_apply_init(pytorch):
+    """"PyTorch's default initializer would have given this layer a standard deviation of
+    about 0.13" """
+    assert abs(pytorch.value("w.std().item()") - 0.01) < 0.001
+    assert pytorch.value("max(m.bias.abs().max().item() for m in model.net "
+                         "if isinstance(m, nn.Linear))") == 0
+    default_std = pytorch.value("nn.Linear(20, 256).weight.std().item()")
+    assert 0.12 < default_std < 0.14
+
+
+def test_pytorch_apply_init_eval_mode_no_gradients(pytorch):
+    """"It runs the pass in evaluation mode and without recording gradients" """
+    assert pytorch.run(
+        "_m = MLP()\n_m.net.append(nn.LazyBatchNorm1d())\n_m.train()\n"
+        "_m.apply_init([X * 5 + 3])\n"
+        "print(_m.training, all(p.grad is None for p in _m.parameters()),"
+        " int(_m.net[3].num_batches_tracked))").split() == ["True", "True", "0"]
+
+
+def test_pytorch_apply_init_refuses_a_bare_tensor(pytorch):
+    """"The shim refuses it and says what to pass instead" """
+    ename, evalue = pytorch.error("MLP().apply_init(X")
+    assert ename == "TypeError" and "apply_init([X])" in evalue
+
+
+def test_pytorch_cnn_flattened_sizes(pytorch):
+    """"the first dense layer's weight is (120, 400)" """
+    assert pytorch.value("list(cnn[7].weight.shape)") == [120, 400]
+    assert pytorch.value("list(cnn32[7].weight.shape)") == [120, 576]
+
+
+def test_pytorch_meta_device(pytorch):
+    """"10,738,073,610 parameters, 43 GB in float32, far more than this machine's memory" """
+    assert pytorch.value("huge_count") == 10_738_073_610
+    assert pytorch.value("str(huge[0].weight.device)") == "meta"
+    assert pytorch.value("all(p.is_meta for p in huge.parameters())")
+    memory = pytorch.value("__import__('os').sysconf('SC_PAGE_SIZE') * "
+                           "__import__('os').sysconf('SC_PHYS_PAGES')")
+    assert 4 * 10_738_073_610 > memory
+
+
+def test_pytorch_lazy_layers_on_meta(pytorch):
+    """"a lazy network fed a meta input of the right shape infers every size without data
+    and without memory" """
+    assert pytorch.value("lazy_count") == 10_738_073_610
+    assert pytorch.value("str(huge_lazy[0].weight.device)") == "meta"
+
+
+def test_pytorch_to_empty_and_reset_parameters(pytorch):
+    """"`to_empty` allocates memory on a real device without filling it" """
+    assert pytorch.value("small[0].weight.device.type") == "cpu"
+    assert 0.12 < pytorch.value("small[0].weight.std().item()") < 0.14
+
+
+def test_pytorch_ddp_refuses_placeholders(pytorch):
+    """"`DistributedDataParallel` copies every parameter from one process to the others when
+    it is created, so it refuses placeholders" """
+    ename, evalue = pytorch.error("dist.init_process_group")
+    assert ename == "RuntimeError" and "uninitialized parameters" in evalue
+    assert pytorch.output("ready = nn.Sequential").strip() == "DistributedDataParallel"
+
+
+def test_pytorch_state_dict_before_the_first_pass(pytorch):
+    """"`state_dict()` of a lazy network does not fail: it holds the placeholders" """
+    assert set(pytorch.value("[type(v).__name__ for v in lazy_state.values()]")) == \
+        {"UninitializedParameter"}
+    assert pytorch.error("eager.load_state_dict(lazy_state)")[0] == "RuntimeError"
+
+
+def test_pytorch_load_state_dict_into_a_lazy_network(pytorch):
+    """"`load_state_dict` gives each placeholder the saved shape and values" """
+    out = pytorch.output("restored = nn.Sequential")
+    assert out.startswith("LazyLinear(in_features=0, out_features=256")
+    assert "loaded: True" in out and "after the first call: True" in out
+
+
+def test_pytorch_random_stream_lazy_vs_eager(pytorch):
+    """"the same architecture therefore gets different values whenever anything else draws
+    random numbers in between" """
+    assert pytorch.output("lazy_net = nn.Sequential").strip() == "same first weight: False"
+    # ...and only then: with nothing drawn in between, the values agree.
+    assert pytorch.run(
+        "torch.manual_seed(0)\n_a = nn.Sequential(nn.LazyLinear(256), nn.ReLU(), "
+        "nn.LazyLinear(10))\n_a(torch.zeros(2, 20))\ntorch.manual_seed(0)\n"
+        "_b = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))\n"
+        "print(torch.equal(_a[0].weight, _b[0].weight))").strip() == "True"
+
+
+# --- TensorFlow / Keras 3 ------------------------------------------------------------------
+
+def test_tensorflow_runs_through(tensorflow):
+    no_unexpected_error(tensorflow)
+
+
+def test_tensorflow_tf_keras_is_keras_3(tensorflow):
+    """"Since TensorFlow 2.16, `tf.keras` is Keras 3" """
+    assert tensorflow.value("tf.keras.layers.Dense is keras.layers.Dense")
+    assert tensorflow.value("keras.__version__").startswith("3.")
+
+
+def test_tensorflow_nothing_built_and_no_weights(tensorflow):
+    """"Each layer answers with an empty list: the layer objects exist, their weights do
+    not" """
+    assert "network built: False | layers built: [False, False]" in \
+        tensorflow.output('print("network built:"')
+    assert tensorflow.output("[layer.get_weights() for layer in net.layers]").strip() == \
+        "[[], []]"
+
+
+def test_tensorflow_get_weights_no_longer_raises(tensorflow):
+    """"With Keras 3 it quietly returns `[]`" """
+    assert tensorflow.output("net.get_weights()").strip() == "[]"
+
+
+def test_tensorflow_kernel_and_count_params_raise(tensorflow):
+    """"What does raise is reaching for a weight that does not exist yet" """
+    assert tensorflow.error("net.layers[0].kernel")[0] == "AttributeError"
+    ename, evalue = tensorflow.error("net.count_params()")
+    assert ename == "ValueError" and "isn't built" in evalue
+
+
+def test_tensorflow_summary_before_build(tensorflow):
+    """"output shapes are `?` and every layer reports `0 (unbuilt)` parameters" """
+    text = tensorflow.output("net.summary()")
+    assert text.count("0 (unbuilt)") == 2 and "?" in text
+
+
+def test_tensorflow_kernel_layout_and_count(tensorflow):
+    """"Keras stores a dense layer's weight (its `kernel`) as (inputs, outputs)" """
+    assert tensorflow.value("[list(w.shape) for w in net.weights]") == \
+        [[20, 256], [256], [256, 10], [10]]
+    assert tensorflow.value("net.count_params()") == 7946
+    assert tensorflow.value("gap") < 1e-6
+
+
+def test_tensorflow_seven_features_change_only_the_first_kernel(tensorflow):
+    """"Look at which kernel changes: only the first one" """
+    assert tensorflow.output("other = keras.Sequential").strip() == "[(7, 256), (256, 10)]"
+
+
+def test_tensorflow_cascade_figure(tensorflow):
+    """"The same cascade as a picture, drawn by `d2l.draw_cascade`" """
+    assert tensorflow.has_image("d2l.draw_cascade(rows")
+
+
+def test_tensorflow_first_batch_shape_is_recorded(tensorflow):
+    """"`input_shape` and the summary's output shapes record the whole shape of that first
+    batch, (2, 20), not (None, 20)" """
+    assert tensorflow.value("list(net.input_shape)") == [2, 20]
+    assert "(2, 256)" in tensorflow.output('print("input_shape:", net.input_shape)')
+    assert 2 not in tensorflow.value("[d for w in net.weights for d in w.shape]")
+
+
+def test_tensorflow_symbolic_pass_first(tensorflow):
+    """"first a `SymbolicTensor`, received while the last layer is not built yet, then an
+    `EagerTensor`" """
+    first, second = tensorflow.output("class Spy(keras.layers.Layer)").splitlines()
+    assert first == "Spy receives SymbolicTensor of shape (2, 256); built: [True, True, False]"
+    assert second == "Spy receives EagerTensor of shape (2, 256); built: [True, True, True]"
+
+
+def test_tensorflow_apply_init(tensorflow):
+    """"Keras' default (Glorot uniform) would have given this kernel a standard deviation of
+    about 0.085" """
+    assert abs(tensorflow.value("float(tf.math.reduce_std(kernel))") - 0.01) < 0.001
+    assert tensorflow.value("[float(tf.reduce_max(tf.abs(layer.bias))) "
+                            "for layer in model.net.layers]") == [0, 0]
+    glorot = tensorflow.value("float(tf.math.reduce_std(keras.initializers.GlorotUniform()"
+                              "((20, 256))))")
+    assert 0.08 < glorot < 0.09
+
+
+def test_tensorflow_build_without_data(tensorflow):
+    """"`build` takes the input shape, with `None` for the batch size, and builds every
+    layer from it" """
+    assert tensorflow.value("[list(w.shape) for w in shaped.weights]") == \
+        [[20, 256], [256], [256, 10], [10]]
+
+
+def test_tensorflow_cnn_flattened_sizes(tensorflow):
+    """"the first dense kernel is (400, 120)" """
+    assert tensorflow.value("list(cnn.layers[5].kernel.shape)") == [400, 120]
+    assert tensorflow.value("list(cnn32.layers[5].kernel.shape)") == [576, 120]
+
+
+def test_tensorflow_compute_output_shape_builds_nothing(tensorflow):
+    """"Look at the output shape, and at `built`: still `False`, no weight was made" """
+    assert tensorflow.output("huge = huge_mlp()").strip() == "(None, 10) | built: False"
+
+
+def test_tensorflow_stateless_scope_counts_without_values(tensorflow):
+    """"building creates each weight with its shape and data type but defers its values" """
+    assert tensorflow.value("huge_count") == 10_738_073_610
+    assert tensorflow.value("all(w._value is None for w in huge.weights)")
+
+
+def test_tensorflow_later_input_shape_is_ignored(tensorflow):
+    """"it changes nothing and raises nothing" """
+    assert tensorflow.output("declared = keras.Sequential").splitlines()[0] == \
+        "[(20, 256), (256, 10)]"
+
+
+def test_tensorflow_built_means_fixed(tensorflow):
+    """"refuses a batch of 7 with a `ValueError` that names the layer and both sizes" """
+    ename, evalue = tensorflow.error("net(tf.random.uniform((2, 7)))")
+    assert ename == "ValueError" and "expected axis -1" in evalue and "value 20" in evalue
+
+
+# --- MXNet ---------------------------------------------------------------------------------
+
+def test_mxnet_runs_through(mxnet):
+    no_unexpected_error(mxnet)
+
+
+def test_mxnet_unknown_size_is_minus_one(mxnet):
+    """"Gluon writes `-1` for a size it does not know yet" """
+    assert "Dense(-1 -> 256" in mxnet.output("net = nn.Sequential()\nnet.add(")
+
+
+def test_mxnet_unknown_size_without_set_np_is_zero(mxnet):
+    """"an unknown size is written `0` instead" """
+    assert mxnet.output("npx.reset_np()").splitlines() == \
+        ["without set_np: (256, 0)", "with set_np: (256, -1)"]
+
+
+def test_mxnet_parameters_exist_with_open_sizes(mxnet):
+    """"Look for `-1` in each weight's shape: the number of inputs is still open" """
+    text = mxnet.output("net.collect_params()")
+    assert "shape=(256, -1)" in text and "shape=(10, -1)" in text and "shape=(256,)" in text
+
+
+def test_mxnet_two_errors_one_family(mxnet):
+    """"one `except RuntimeError` catches both" """
+    cells = [c for c in mxnet.nb.cells if c.source == "net[0].weight.data()"]
+    names = [o.ename for c in cells for o in c.outputs if o.output_type == "error"]
+    assert names == ["RuntimeError", "DeferredInitializationError"]
+    assert mxnet.value("issubclass(mx.gluon.parameter.DeferredInitializationError, "
+                       "RuntimeError)")
+
+
+def test_mxnet_initialize_changes_nothing(mxnet):
+    """"the shapes still contain `-1`" """
+    assert "shape=(256, -1)" in mxnet.output("net.initialize()\nnet.collect_params()")
+
+
+def test_mxnet_layout_and_count(mxnet):
+    """"Gluon stores a dense layer's weight as (outputs, inputs), like PyTorch" """
+    assert mxnet.value("[list(p.shape) for p in net.collect_params().values()]") == \
+        [[256, 20], [256], [10, 256], [10]]
+    assert "parameters in all: 7946" in mxnet.output("W, b = net[0].weight.data()")
+    assert mxnet.value("gap") < 1e-6
+
+
+def test_mxnet_cascade_figure(mxnet):
+    """"The same cascade as a picture, drawn by `d2l.draw_cascade`" """
+    assert mxnet.has_image("d2l.draw_cascade(rows")
+
+
+def test_mxnet_seven_features_change_only_the_first_weight(mxnet):
+    """"Look at which weight changes: only the first one" """
+    assert mxnet.output("other = nn.Sequential()").strip() == "(256, 7) (10, 256)"
+
+
+def test_mxnet_imperative_walks_block_by_block(mxnet):
+    """"at that moment the second weight is still (10, -1)" """
+    assert mxnet.output("imperative = nn.Sequential()").strip() == \
+        "after block 0, second weight: (10, -1)"
+
+
+def test_mxnet_hybridized_traces_first(mxnet):
+    """"during the trace it gets a `_Symbol`, and the last layer's weight is still (10, -1)"
+    """
+    assert mxnet.output("class Spy(nn.HybridBlock)").splitlines() == \
+        ["Spy receives _Symbol | last weight: (10, -1)", "after the call: (10, 256)"]
+
+
+def test_mxnet_apply_init(mxnet):
+    """"Gluon's default initializer (uniform on ±0.07) would have given a standard deviation
+    of about 0.04" """
+    assert abs(mxnet.value("float(w.std())") - 0.01) < 0.001
+    assert mxnet.value("float(np.abs(b).max())") == 0
+    assert mxnet.value("init.Uniform().scale") == 0.07
+    assert 0.039 < 0.07 / 3 ** 0.5 < 0.041  # the standard deviation of uniform(-a, a)
+
+
+def test_mxnet_bias_zero_from_its_own_initializer(mxnet):
+    """"each `Dense` gives its bias its own initializer, `bias_initializer="zeros"` by
+    default" """
+    assert mxnet.output('print("bias:", model.net[0].bias.init').strip() == \
+        "bias: zeros | weight: None"
+    # Not a rule about names: a parameter called ..._bias without its own initializer gets
+    # the one passed to initialize().
+    assert mxnet.run(
+        "_p = mx.gluon.Parameter('my_bias', shape=(100,))\n_p.initialize(init.Normal(0.01))\n"
+        "print(float(np.abs(_p.data()).max()) > 0)").strip() == "True"
+
+
+def test_mxnet_initializer_is_remembered(mxnet):
+    """"the initializer given to `initialize()` is stored and used at the first forward
+    pass" """
+    assert abs(mxnet.value("float(deferred[0].weight.data().std())") - 0.01) < 0.001
+
+
+def test_mxnet_cnn_flattened_sizes(mxnet):
+    """"the first dense weight is (120, 400)" """
+    assert mxnet.value("list(cnn[5].weight.shape)") == [120, 400]
+    assert mxnet.value("list(cnn32[5].weight.shape)") == [120, 576]
+
+
+def test_mxnet_infer_shape_without_values(mxnet):
+    """"fills in every parameter's shape, while the values stay deferred" """
+    assert mxnet.value("huge_count") == 10_738_073_610
+    assert mxnet.output("huge[0].weight.data()").strip() == \
+        "(32768, 32768) | reading the values: DeferredInitializationError"
+
+
+def test_mxnet_unreached_block_stays_deferred(mxnet):
+    """"A layer the first pass never reaches stays deferred" """
+    assert mxnet.error("two.save_parameters")[0] == "DeferredInitializationError"
+    assert mxnet.output("two(X, True)").strip() == "(4, 20) (4, 20)"
+
+
+# --- JAX / Flax ----------------------------------------------------------------------------
+
+def test_jax_runs_through(jax):
+    no_unexpected_error(jax)
+
+
+def test_jax_no_input_size_and_no_parameters(jax):
+    """"Look for `False` everywhere" """
+    assert jax.value("hasattr(net.layers[0], 'in_features')") is False
+    assert jax.output("{name: hasattr(net.layers[0], name)").strip() == \
+        "{'kernel': False, 'bias': False, 'params': False}"
+
+
+def test_jax_unbound_module(jax):
+    """"the unbound module cannot be called on data" """
+    assert jax.error("net.variables")[0] == "ValueError"
+    assert jax.error("net(jnp.ones((2, 20)))")[0] == "CallCompactUnboundModuleError"
+
+
+def test_jax_bind_gives_a_callable_module(jax):
+    """"`net.bind(params)`, which returns a bound copy that can be called" """
+    assert jax.output("print(\"parameters in all:\"").splitlines() == \
+        ["parameters in all: 7946", "apply: (2, 10) | bound: (2, 10)"]
+
+
+def test_jax_nnx_needs_in_features(jax):
+    """"`nnx.Linear` without `in_features` is a `TypeError`" """
+    ename, evalue = jax.error("nnx.Linear(out_features=256")
+    assert ename == "TypeError" and "in_features" in evalue
+    assert jax.value("list(eager.kernel.shape)") == [20, 256]
+
+
+def test_jax_init_returns_a_plain_dict(jax):
+    """"a plain `dict`, with an entry per layer that has parameters" """
+    assert jax.value("type(params) is dict")
+    assert jax.value("d2l.param_shapes(params)") == {
+        "params/layers_0/bias": [256], "params/layers_0/kernel": [20, 256],
+        "params/layers_2/bias": [10], "params/layers_2/kernel": [256, 10]}
+    assert jax.value("gap") < 1e-6
+
+
+def test_jax_tree_flatten_with_keys_is_gone(jax):
+    """"Current Flax returns a plain `dict`, which has no such method" """
+    assert jax.error("tree_flatten_with_keys()")[0] == "AttributeError"
+
+
+def test_jax_bridge(jax):
+    """"now stored on the NNX module itself, which can then be called directly" """
+    out = jax.output("bridge.lazy_init(lazy, X)")
+    assert "'layers_0/kernel': (20, 256)" in out and "called directly: (2, 10)" in out
+    assert "State({})" in jax.output("lazy = bridge.ToNNX(")
+
+
+def test_jax_cascade_figure(jax):
+    """"The same cascade as a picture, drawn by `d2l.draw_cascade`" """
+    assert jax.has_image("d2l.draw_cascade(rows")
+
+
+def test_jax_seven_features_change_only_the_first_kernel(jax):
+    """"Look at which kernel changes: only the first one" """
+    assert jax.output("shapes7 = ").strip() == "(7, 256) (256, 10)"
+
+
+def test_jax_init_eager_then_traced(jax):
+    """"an array in the first line, a tracer in the second" """
+    first, second = jax.output("class Spy(nn.Module)").splitlines()
+    assert first == "Spy receives ArrayImpl of shape (2, 256)"
+    assert second.startswith("Spy receives ") and "Tracer of shape (2, 256)" in second
+
+
+def test_jax_apply_init(jax):
+    """"Flax's default (LeCun normal) would have given this kernel a standard deviation of
+    about 0.22" """
+    assert abs(jax.value("float(kernel.std())") - 0.01) < 0.001
+    assert jax.value("float(jnp.abs(bias).max())") == 0
+    lecun = jax.value("float(nn.initializers.lecun_normal()(d2l.get_key(), (20, 256)).std())")
+    assert 0.21 < lecun < 0.235
+
+
+def test_jax_cnn_flattened_sizes(jax):
+    """"the first dense kernel is (400, 120)" """
+    assert jax.value("list(params28['params']['layers_7']['kernel'].shape)") == [400, 120]
+    assert jax.value("list(params32['params']['layers_7']['kernel'].shape)") == [576, 120]
+
+
+def test_jax_eval_shape(jax):
+    """"`jax.eval_shape` runs a function on tracers and returns, instead of arrays,
+    `ShapeDtypeStruct`s" """
+    assert jax.value("huge_count") == 10_738_073_610
+    assert jax.value("all(type(x).__name__ == 'ShapeDtypeStruct' "
+                     "for x in jax.tree_util.tree_leaves(abstract))")
+
+
+def test_jax_nnx_eval_shape(jax):
+    """"a module whose parameters are shapes only" """
+    assert jax.value("d2l.param_shapes(nnx.state(abstract_layer, nnx.Param))") == \
+        {"bias": [100_000], "kernel": [100_000, 100_000]}
+    assert jax.value("all(type(x).__name__ == 'ShapeDtypeStruct' for x in "
+                     "jax.tree_util.tree_leaves(nnx.state(abstract_layer, nnx.Param)))")
+
+
+def test_jax_keys_come_from_names(jax):
+    """"Append a layer at the end, and the existing layers keep exactly their values" """
+    assert jax.value("[same_after_append, same_after_insert]") == [True, False]
+
+
+def test_jax_feature_size_is_baked_in(jax):
+    """"`apply` stops at the first `Dense` with an error that names both shapes" """
+    ename, evalue = jax.error("net.apply(params, jnp.ones((2, 7)))")
+    assert ename == "ScopeParamShapeError" and "(7, 256)" in evalue and "(20, 256)" in evalue
+
+
+# --- the quotes are the notebooks' own words --------------------------------------------------
+
+def normalized(text: str) -> str:
+    return " ".join(text.split())
+
+
+def quoted_claims() -> list[tuple[str, str, str]]:
+    """(framework, test name, quote) for every test whose docstring quotes the prose."""
+    found = []
+    for name, func in sorted(globals().items()):
+        fw = name.removeprefix("test_").split("_")[0]
+        doc = (func.__doc__ or "") if callable(func) and name.startswith("test_") else ""
+        if doc.startswith('"'):
+            found.append((fw, name, normalized(doc).strip('" ')))
+    return found
+
+
+@pytest.mark.parametrize("fw, name, quote", quoted_claims(), ids=lambda v: str(v)[:40])
+def test_every_quote_is_in_its_notebook(fw, name, quote):
+    nb = nbformat.read(ROOT / "notebooks" / f"lazy-init-{fw}.ipynb", as_version=4)
+    prose = normalized("\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+    assert quote in prose, f"{name} quotes words that {fw}'s notebook no longer says"
+
+
+def test_every_section_with_claims_is_covered():
+    """Each notebook's claims reach every new section: the quote check is not vacuous."""
+    per_fw = {}
+    for fw, _, _ in quoted_claims():
+        per_fw[fw] = per_fw.get(fw, 0) + 1
+    assert set(per_fw) == {"pytorch", "tensorflow", "mxnet", "jax"}
+    assert min(per_fw.values()) >= 12, per_fw
