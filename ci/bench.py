@@ -7,6 +7,8 @@ Usage (from the tools env): python ci/bench.py [--only run-all,grading,apply-ini
   grading     `make grade` JOBS=2 vs JOBS=1, 8 students x 4 frameworks, grades compared
   apply-init  d2l_shim's apply_init vs the book's plain dry run, dummy batches 1/64/4096
   setup       `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
+  shapes      sizing a 10.7e9-parameter model without memory vs eagerly creating one 100x
+              smaller, per framework (ci/bench_shapes.py)
 
 These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
 on the same machine, and nothing here is asserted in a test. Writes build/bench.json and a
@@ -154,6 +156,22 @@ def bench_setup() -> dict:
             "met": seconds <= 120}
 
 
+def bench_shapes() -> dict:
+    """ci/bench_shapes.py in each framework env, each mode in a fresh process."""
+    rows = []
+    for fw in FRAMEWORKS:
+        run = {mode: json.loads(subprocess.run(
+            [str(VENVS / fw / "bin" / "python"), "ci/bench_shapes.py", fw, mode],
+            capture_output=True, text=True, check=True, cwd=ROOT).stdout.splitlines()[-1])
+            for mode in ("abstract", "eager")}
+        a, e = run["abstract"], run["eager"]
+        rows.append({"framework": fw, "abstract": a, "eager_100x_smaller": e,
+                     "time_ratio": round(a["seconds"] / e["seconds"], 3),
+                     "met": a["seconds"] < 1 and a["peak_mb_added"] < e["peak_mb_added"]})
+    return {"target": "sized in < 1 s, with less memory than creating a 100x smaller model",
+            "frameworks": rows}
+
+
 def plot(results: dict) -> None:
     import matplotlib
 
@@ -189,7 +207,7 @@ def plot(results: dict) -> None:
 
 def main() -> int:
     parts = {"run-all": bench_run_all, "grading": bench_grading, "apply-init": bench_apply_init,
-             "setup": bench_setup}
+             "setup": bench_setup, "shapes": bench_shapes}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
     args = parser.parse_args()
@@ -223,6 +241,11 @@ def main() -> int:
         r = results["setup"]
         print(f"{'setup from scratch, warm cache':<34}{r['from_scratch_warm_cache_s']:>20.1f} s"
               f"  {r['target']:<14}{r['met']}")
+    for r in results.get("shapes", {}).get("frameworks", []):
+        a, e = r["abstract"], r["eager_100x_smaller"]
+        print(f"{'shapes ' + r['framework'] + ' 10.7e9 vs 1.07e8 eager':<34}"
+              f"{r['time_ratio']:>21.3f}x  {'< 1 s':<14}{r['met']}  ({a['seconds']} s, "
+              f"+{a['peak_mb_added']} MB vs {e['seconds']} s, +{e['peak_mb_added']} MB)")
     print(f"\nbench: wrote {BUILD / 'bench.json'} and {BUILD / 'bench.png'}")
     return 0
 
