@@ -5,6 +5,7 @@
 #   make release / grade      nbgrader student versions / autograde     (SUBMISSIONS=dir, JOBS=N)
 #   make lab                  JupyterLab with the four framework kernels
 #   make bench                benchmarks -> build/bench.json
+#   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -16,7 +17,7 @@ TOOLS := .venvs/tools/bin
 .PHONY: setup run-all test lint clean-notebooks check-clean help
 
 help:
-	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@$(PYTHON) ci/setup_envs.py $(FRAMEWORKS)
@@ -50,3 +51,9 @@ lab: setup
 
 bench: setup
 	@PYTHON=$(PYTHON) $(TOOLS)/python ci/bench.py
+
+# Colab's stack (Python 3.13, torch 2.11 CUDA build: several GB) in .venvs/colab, a stand-in
+# google.colab, each set-up cell run for real; see ci/colab.py. Not part of `make test`.
+.PHONY: test-colab
+test-colab: setup
+	@$(TOOLS)/python ci/colab.py

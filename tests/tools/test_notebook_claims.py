@@ -20,11 +20,13 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -44,11 +46,16 @@ class ExecutedNotebook:
     def __init__(self, fw: str, stack: contextlib.ExitStack):
         path = ROOT / "notebooks" / f"lazy-init-{fw}.ipynb"
         self.nb = nbformat.read(path, as_version=4)
-        if SHIM_FROM:  # Colab: install this checkout's shim where the repository's would be
+        kernel = KERNEL or self.nb.metadata.kernelspec.name
+        if SHIM_FROM:  # each set-up cell must really install the shim, not find it there
+            python = KernelSpecManager().get_kernel_spec(kernel).argv[0]
+            subprocess.run([python, "-m", "pip", "uninstall", "--yes", "--quiet", "d2l-shim"],
+                           check=True, capture_output=True)
+            # ...from this checkout, where Colab would install the repository's.
             for cell in self.nb.cells:
                 cell.source = cell.source.replace(f"git+{repository_url()}", SHIM_FROM)
         self.client = NotebookClient(
-            self.nb, kernel_name=KERNEL or self.nb.metadata.kernelspec.name, timeout=600,
+            self.nb, kernel_name=kernel, timeout=600,
             startup_timeout=120, resources={"metadata": {"path": str(path.parent)}})
         stack.enter_context(self.client.setup_kernel())
         self.stopped_at: tuple[int, CellExecutionError] | None = None
@@ -108,8 +115,6 @@ def executed(frameworks):
         def get(fw: str) -> ExecutedNotebook:
             if fw not in frameworks:
                 pytest.skip(f"{fw} was not set up in this run (FRAMEWORKS)")
-            if STACK == "colab" and fw == "mxnet":
-                pytest.skip("MXNet does not run on Colab (test_colab_setup.py checks that)")
             if fw not in runs:
                 runs[fw] = ExecutedNotebook(fw, stack)
             return runs[fw]
@@ -129,6 +134,8 @@ def tensorflow(executed):
 
 @pytest.fixture
 def mxnet(executed):
+    if STACK == "colab":
+        pytest.skip("MXNet does not run on Colab: test_mxnet_stops_at_set_up_on_colab")
     return executed("mxnet")
 
 
@@ -141,6 +148,30 @@ def no_unexpected_error(nb: ExecutedNotebook) -> None:
     if nb.stopped_at:
         index, e = nb.stopped_at
         pytest.fail(f"cell {index} raised outside a raises-exception cell: {e}")
+
+
+# --- Colab: the set-up cells, run for real (make test-colab) ---------------------------------
+
+colab_only = pytest.mark.skipif(STACK != "colab", reason="runs under make test-colab")
+
+
+@colab_only
+@pytest.mark.parametrize("fw", ["pytorch", "tensorflow", "jax"])
+def test_set_up_cell_installed_the_shim_on_colab(executed, fw):
+    """The set-up cell found no d2l_shim, installed this checkout's (not an editable link)."""
+    nb = executed(fw)
+    no_unexpected_error(nb)
+    where = nb.value("__import__('d2l_shim').__file__")
+    assert "site-packages" in where and not where.startswith(str(ROOT)), where
+
+
+@colab_only
+def test_mxnet_stops_at_set_up_on_colab(executed):
+    """"This notebook does not run in Colab, and the cell below says so there" """
+    nb = executed("mxnet")
+    index, error = nb.stopped_at
+    assert nb.nb.cells[index - 1].source.startswith("## Set-up")
+    assert error.ename == "RuntimeError" and "make lab" in error.evalue
 
 
 # --- PyTorch -------------------------------------------------------------------------------
