@@ -30,7 +30,7 @@ test: setup
 	@$(TOOLS)/python ci/test_all.py $(FRAMEWORKS)
 
 lint: setup
-	@$(TOOLS)/ruff check d2l_shim ci tests notebooks
+	@$(TOOLS)/ruff check d2l_shim grader ci tests notebooks
 
 # Strip outputs and execution counts from the committed notebooks (nbstripout does the work).
 # The sample class's submissions are test data, broken on purpose: they stay as handed in.
@@ -41,10 +41,10 @@ clean-notebooks: setup
 SUBMISSIONS ?= submitted
 .PHONY: release grade lab bench
 release: setup
-	@$(TOOLS)/python ci/grading.py release
+	@$(TOOLS)/python -m grader release
 
 grade: setup
-	@$(TOOLS)/python ci/grading.py grade --submissions $(SUBMISSIONS) --jobs $(JOBS)
+	@$(TOOLS)/python -m grader grade --submissions $(SUBMISSIONS) --jobs $(JOBS)$(if $(UNSANDBOXED), --unsandboxed)
 
 lab: setup
 	@$(TOOLS)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -119,7 +119,7 @@ def bench_grading(students: int = 8) -> dict:
     version, so the class has full and zero scores; each run has a build dir of its own.
     """
     assignments = sorted(p.name for p in (ROOT / "exercises" / "source").iterdir())
-    grading = [str(TOOLS_PY), "ci/grading.py"]
+    grading = [str(TOOLS_PY), "-m", "grader"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         builds = {jobs: tmp / f"build-jobs{jobs}" for jobs in (1, 2)}

@@ -1,6 +1,6 @@
 # nbgrader configuration of the graded exercises (exercises/README.md explains the workflow).
 #
-# `make release` and `make grade` (ci/grading.py) load this file and add the paths
+# `make release` and `make grade` (python -m grader) load this file and add the paths
 # themselves: the gradebook, build/release/, build/feedback/ and the scratch course
 # directories all live under build/. Run by hand from this directory, the nbgrader CLI reads
 # it too, e.g. `nbgrader validate source/lazy-init-jax/lazy-init-jax.ipynb`.
@@ -19,11 +19,23 @@ c.Execute.interrupt_on_timeout = True
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
 
-# Limits that ci/grading.py applies on top of nbgrader (it reads this section itself;
-# nbgrader's own commands ignore it).
-c.GradingLimits.memory_mb = 4096          # address space of one grading kernel
-c.GradingLimits.max_output_chars = 20000  # characters of output kept per cell
+# Limits the grader applies on top of nbgrader (grader/course.py reads these sections
+# itself; nbgrader's own commands ignore them). Each kernel runs in a bubblewrap sandbox.
+c.GradingLimits.memory_mb = 4096          # address space of each process of a kernel
+c.GradingLimits.cpu_seconds = 600         # CPU time of each process of a kernel
+c.GradingLimits.file_mb = 64              # largest file a kernel may write
+c.GradingLimits.tmpfs_mb = 256            # size of the kernel's home and of its /tmp (RAM)
+c.GradingLimits.max_processes = 256       # processes and threads of one kernel
+c.GradingLimits.max_output_chars = 20000  # output kept per cell (everything it emits)
+c.GradingLimits.max_notebook_output_chars = 1_000_000  # output kept per notebook
 c.GradingLimits.submission_timeout = 600  # seconds for one submission, all cells together
+# When the grader runs as root, each job slot's kernel runs as its own host uid, counted
+# from here; they must belong to no user of the machine (the grader checks).
+c.GradingSandbox.uid_base = 1_900_000_000
+# Where bubblewrap cannot run (macOS, no user namespaces), `make grade` stops; set this (or
+# pass UNSANDBOXED=1) to grade with limits only, knowing that student code then runs with
+# your rights. Every row of grades.csv then says `unsandboxed`.
+c.GradingSandbox.allow_unsandboxed = False
 
 # --- creating the student version --------------------------------------------------------
 # What replaces the code between `### BEGIN SOLUTION` and `### END SOLUTION`.

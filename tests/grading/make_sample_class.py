@@ -142,8 +142,8 @@ def solution(source_nb, grade_id: str) -> str:
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, str(ROOT / "ci" / "grading.py"), "release",
-                        "--build", tmp], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "grader", "release", "--build", tmp],
+                       check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         shutil.rmtree(OUT, ignore_errors=True)
         for student, (fw, changes) in CLASS.items():
             name = f"lazy-init-{fw}"

@@ -1,0 +1,16 @@
+"""The grader: nbgrader assignments released and autograded, each submission in a sandbox.
+
+An instructor's tool, run as `make release` and `make grade` (python -m grader). One module
+per responsibility:
+
+  course    the course folder, its nbgrader configuration, the release, the gradebook's view
+  collect   finding the submissions, as untrusted files
+  grade     running the jobs JOBS at a time; the gradebook, artifacts and CSV, by one writer
+  job       one submission: restore, audit, execute, verdicts, artifacts
+  restore   the notebook that is graded: test and read-only cells put back whole
+  audit     the static audit of the student's code (the `review` column)
+  execute   nbclient, hardened: verdicts, output cap, dead and stubborn kernels, the guard
+  kernel_guard  the checks run inside the kernel between cells
+  sandbox   bubblewrap: the kernel's launcher, its probe, the sweep after a job
+  report    feedback pages, grades.csv and terminal text, all escaped
+"""

@@ -1,0 +1,48 @@
+"""python -m grader release | grade: what `make release` and `make grade` run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from grader.course import DEFAULT_COURSE, ROOT, UsageError, release
+
+
+def main(argv: list[str] | None = None) -> int:
+    # nbgrader's Gradebook runs `alembic` from PATH: the tools env's bin, even unactivated.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                          os.environ.get("PATH", "")])
+    parser = argparse.ArgumentParser(prog="python -m grader",
+                                     description="nbgrader release and sandboxed autograding.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("release", "student versions into BUILD/release/"),
+                       ("grade", "autograde SUBMISSIONS/<student>/<assignment>/")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--build", default=str(ROOT / "build"))
+        p.add_argument("--course", default=str(DEFAULT_COURSE),
+                       help="the course folder: nbgrader_config.py and source/")
+        if name == "grade":
+            p.add_argument("--submissions", required=True)
+            p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+            p.add_argument("--unsandboxed", action="store_true",
+                           help="grade with limits only where bubblewrap cannot run: student "
+                                "code then runs with your rights (every row says so)")
+    args = parser.parse_args(argv)
+    build, course = Path(args.build).resolve(), Path(args.course).resolve()
+    try:
+        if args.command == "release":
+            return release(course, build)
+        if args.jobs < 1:
+            raise UsageError("grade: --jobs (JOBS=) must be at least 1")
+        from grader.grade import grade
+
+        return grade(course, Path(args.submissions), args.jobs, build, args.unsandboxed)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The course: its nbgrader configuration, the release, and what grading needs to know of it.
+
+The course is a folder (exercises/ by default) holding nbgrader_config.py and
+source/<assignment>/<assignment>.ipynb, the versions with solutions and hidden tests.
+Everything generated goes to the build folder (build/ by default), itself an nbgrader course
+root: source/ (a copy), release/, gradebook.db, plus grading-secret, which seeds the hidden
+tests per student (created once, kept with the gradebook).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_COURSE = ROOT / "exercises"
+HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
+
+
+class UsageError(Exception):
+    """Bad input from the person running the command: printed without a traceback."""
+
+
+def show(path: Path) -> str:
+    """A path as the person at the terminal would type it: relative to the repository."""
+    path = Path(path)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def gradebook_url(build: Path) -> str:
+    return f"sqlite:///{build / 'gradebook.db'}"
+
+
+def load_config(course: Path, build: Path):
+    """The course's nbgrader_config.py, with the course root and gradebook under `build`."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    if not (course / "nbgrader_config.py").is_file():
+        raise UsageError(f"no nbgrader_config.py in {course}: is that a course folder?")
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    cfg.CourseDirectory.root = str(build)
+    cfg.CourseDirectory.db_url = gradebook_url(build)
+    return cfg
+
+
+def grading_settings(cfg) -> dict:
+    """The GradingLimits and GradingSandbox sections of nbgrader_config.py (sections nbgrader
+    itself ignores), with their defaults."""
+    from traitlets import Bool, Integer
+    from traitlets.config import Configurable
+
+    class GradingLimits(Configurable):
+        memory_mb = Integer(4096, help="address space of one kernel process").tag(config=True)
+        cpu_seconds = Integer(600, help="CPU time of one kernel process").tag(config=True)
+        file_mb = Integer(64, help="largest file a kernel may write").tag(config=True)
+        tmpfs_mb = Integer(256, help="size of the kernel's home and of its /tmp").tag(
+            config=True)
+        max_processes = Integer(256, help="processes and threads of one kernel").tag(
+            config=True)
+        max_output_chars = Integer(20000, help="output kept per cell").tag(config=True)
+        max_notebook_output_chars = Integer(1_000_000, help="output kept per notebook").tag(
+            config=True)
+        submission_timeout = Integer(600, help="seconds for one submission").tag(config=True)
+
+    class GradingSandbox(Configurable):
+        uid_base = Integer(1_900_000_000, help="first host uid of the grading kernels (when "
+                                               "the grader runs as root)").tag(config=True)
+        allow_unsandboxed = Bool(False, help="grade with limits only where bubblewrap "
+                                             "cannot run").tag(config=True)
+
+    limits, sandbox = GradingLimits(config=cfg), GradingSandbox(config=cfg)
+    settings = {name: getattr(limits, name) for name in limits.trait_names()
+                if limits.trait_metadata(name, "config")}
+    settings["cell_timeout"] = int(cfg.Execute.get("timeout", 30))
+    return {"limits": settings, "uid_base": sandbox.uid_base,
+            "allow_unsandboxed": sandbox.allow_unsandboxed}
+
+
+def assignment_names(course: Path) -> list[str]:
+    source = course / "source"
+    if not source.is_dir():
+        raise UsageError(f"no source/ folder in {course}: is that a course folder?")
+    names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise UsageError(f"no assignments in {source}")
+    return names
+
+
+def source_digest(course: Path) -> str:
+    """Hash of everything release turns into the gradebook: source notebooks and config."""
+    h = hashlib.sha256()
+    files = sorted(p for p in (course / "source").rglob("*") if p.is_file()
+                   and ".ipynb_checkpoints" not in p.parts)
+    for p in [course / "nbgrader_config.py", *files]:
+        h.update(str(p.relative_to(course)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def release(course: Path, build: Path, quiet: bool = False) -> int:
+    from nbgrader.apps import NbGraderAPI
+
+    build.mkdir(parents=True, exist_ok=True)
+    names = assignment_names(course)
+    # nbgrader reads sources from <root>/source: a fresh copy, so that deleted exercises go.
+    shutil.rmtree(build / "source", ignore_errors=True)
+    shutil.copytree(course / "source", build / "source",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    api = NbGraderAPI(config=load_config(course, build))
+    for name in names:
+        result = api.generate_assignment(name, force=True, create=True)
+        if not result["success"]:
+            print(result.get("log", ""), file=sys.stderr)
+            raise UsageError(f"nbgrader generate_assignment failed for {name}:\n"
+                             f"{result.get('error', '')}")
+        released = build / "release" / name / f"{name}.ipynb"
+        text = released.read_text()
+        for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS"):
+            if marker in text:  # nbgrader would have said so; checked because it matters
+                raise UsageError(f"{released} still contains {marker!r}")
+        if not quiet:
+            print(f"release: {show(released)}", flush=True)
+    (build / "gradebook.digest").write_text(source_digest(course) + "\n")
+    grading_secret(build)
+    if not quiet:
+        print(f"release: {len(names)} assignments; student versions in "
+              f"{show(build / 'release')}, gradebook {show(build / 'gradebook.db')}")
+    return 0
+
+
+def ensure_release(course: Path, build: Path) -> None:
+    """Run release first when the gradebook is missing or older than the course's sources."""
+    stamp = build / "gradebook.digest"
+    fresh = ((build / "gradebook.db").exists() and stamp.exists()
+             and stamp.read_text().strip() == source_digest(course))
+    if not fresh:
+        print("grade: the gradebook is missing or older than the course's sources; "
+              "running release first", flush=True)
+        release(course, build, quiet=True)
+
+
+def grading_secret(build: Path) -> bytes:
+    """The key the hidden tests' seeds are derived from: made once, readable by root alone,
+    never inside a sandbox. Without it a student could compute their own sizes."""
+    path = build / "grading-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+    return bytes.fromhex(path.read_text().strip())
+
+
+def seed(secret: bytes, student: str, assignment: str, cell: str) -> int:
+    """The same for a regrade of the same student's cell, different between students."""
+    mac = hmac.new(secret, f"{student}\0{assignment}\0{cell}".encode(), hashlib.sha256)
+    return int.from_bytes(mac.digest()[:8], "big") % (2**31 - 1)
+
+
+def course_model(course: Path, build: Path) -> dict:
+    """For each assignment: its cells as the instructor wrote them (the hidden tests in),
+    as students got them, its kernel, test cells and points. JSON-serializable: each grading
+    job gets its assignment's part."""
+    import nbformat
+    from nbgrader.api import Gradebook
+
+    model, names = {}, assignment_names(course)
+    with Gradebook(gradebook_url(build)) as gb:
+        for assignment in gb.assignments:
+            if assignment.name not in names:  # released once, since removed from source/
+                continue
+            if len(assignment.notebooks) != 1:
+                raise UsageError(f"assignment {assignment.name} has "
+                                 f"{len(assignment.notebooks)} notebooks; expected one")
+            nb = assignment.notebooks[0]
+            stored = {c.name: c.source for c in nb.source_cells}
+            model[assignment.name] = {"notebook": nb.name,
+                                      "points": {c.name: float(c.max_score)
+                                                 for c in nb.grade_cells},
+                                      "stored": stored}
+    for name, m in model.items():
+        source = nbformat.read(build / "source" / name / f"{m['notebook']}.ipynb",
+                               as_version=4)
+        released = nbformat.read(build / "release" / name / f"{m['notebook']}.ipynb",
+                                 as_version=4)
+        cells, tests, hidden = [], [], []
+        for cell in source.cells:
+            cell = copy.deepcopy(cell)
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+            meta = cell.metadata.get("nbgrader") or {}
+            gid = meta.get("grade_id")
+            if gid and meta.get("locked") and m["stored"].get(gid, cell.source) != cell.source:
+                raise UsageError(f"{name}: cell {gid} differs between build/source and the "
+                                 "gradebook; run `make release` again")
+            if gid and meta.get("grade") and cell.cell_type == "code":
+                tests.append(gid)
+                if HIDDEN_MARKER in cell.source:
+                    hidden.append(gid)
+            cells.append(cell)
+        kernelspec = dict(source.metadata.get("kernelspec", {}))
+        if not kernelspec.get("name"):
+            raise UsageError(f"{name}: the source notebook names no kernel")
+        del m["stored"]
+        m.update(cells=cells, tests=tests, hidden=hidden, kernelspec=kernelspec,
+                 kernel=kernelspec["name"], max_score=sum(m["points"].values()),
+                 released={c.metadata.nbgrader["grade_id"]: c for c in released.cells
+                           if (c.metadata.get("nbgrader") or {}).get("grade_id")})
+    return model
+
+
+def to_json(model: dict) -> str:
+    return json.dumps(model)
