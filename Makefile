@@ -35,7 +35,7 @@ lint: setup
 # Strip outputs and execution counts from the committed notebooks (nbstripout does the work).
 # The sample class's submissions are test data, broken on purpose: they stay as handed in.
 clean-notebooks: setup
-	@$(TOOLS)/nbstripout $$(git ls-files --cached --others --exclude-standard -- '*.ipynb' ':!tests/grading/sample_class')
+	@$(TOOLS)/nbstripout $$(git ls-files --cached --others --exclude-standard -- '*.ipynb' ':!tests/grading/*_class/*')
 
 # --- graded exercises (nbgrader): see README, "For instructors" ---
 SUBMISSIONS ?= submitted

@@ -55,7 +55,6 @@ SYS_ATTRS = {"settrace", "setprofile", "gettrace", "getprofile", "displayhook", 
              "path_importer_cache", "addaudithook", "audit", "_getframe", "_current_frames",
              "_current_exceptions", "last_type", "last_value", "last_traceback", "last_exc",
              "breakpointhook", "unraisablehook", "set_asyncgen_hooks", "setswitchinterval",
-             "stdout", "stderr", "stdin", "__stdout__", "__stderr__", "__stdin__",
              "remote_exec", "_clear_type_cache", "activate_stack_trampoline"}
 OS_ATTRS = {"system", "popen", "fork", "forkpty", "kill", "killpg", "setsid", "setpgid",
             "setpgrp", "setuid", "setgid", "seteuid", "setresuid", "setreuid", "chroot",
@@ -190,6 +189,8 @@ class _Auditor(ast.NodeVisitor):
     # imports
     def _module(self, node, module: str) -> None:
         top = module.split(".")[0]
+        if module == "IPython.display" or module.startswith("IPython.display."):
+            return  # it only shows outputs, which the grader caps and sanitizes
         if top in DENIED_MODULES:
             self.flag(node, f"imports {module} ({DENIED_MODULES[top]})")
 

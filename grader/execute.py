@@ -155,7 +155,8 @@ class GradingClient(NotebookClient):
         await self._guard("before the first cell", f"install({json.dumps(self.guard_config)!r})",
                           timeout=120)
 
-    async def _guard(self, where: str, call: str, timeout: float = 15) -> None:
+    async def _guard(self, where: str, call: str, timeout: float = 15,
+                     report: bool = True) -> None:
         """Call the guard in the kernel; what it reports (a JSON list) goes to review."""
         if self._guard_broken:
             return
@@ -165,7 +166,7 @@ class GradingClient(NotebookClient):
             self.review.append(f"{where}: the grader's checks stopped working in the kernel "
                                f"({status}: {str(value)[:120]})")
             return
-        if value:
+        if value and report:
             try:
                 changes = json.loads(_literal(value))
             except (ValueError, TypeError, SyntaxError):
@@ -206,6 +207,8 @@ class GradingClient(NotebookClient):
             cell.outputs = [new_output("error", ename="NotRun", evalue=self._dead,
                                        traceback=[f"NotRun: {self._dead}"])]
             return cell
+        if plan.get("course"):  # nothing a student's cell installed decides how this runs
+            await self._guard(where, "restore()", report=False)
         if plan.get("test"):
             await self._guard(where, f"seed({plan['seed']})")
         if plan.get("hidden"):

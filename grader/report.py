@@ -23,7 +23,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 HIDDEN_SHOWN = "# Hidden tests: the grader ran this cell; its code stays hidden."
 MIN_LINE = 12  # shorter lines of a hidden test (`else:`) are too common to give it away
 STATUS_ORDER = ["unsandboxed", "missing notebook", "invalid notebook", "not a notebook file",
-                "no submission", "grading error", "submission timeout", "kernel died",
+                "symlink", "no submission", "grading error", "submission timeout", "kernel died",
                 "timeout", "memory limit", "disk limit", "tests restored", "cells dropped",
                 "output truncated"]
 
@@ -41,6 +41,7 @@ def csv_cell(value) -> str:
 
 def status_text(result: dict) -> str:
     found = [s for s in STATUS_ORDER if s in result["status"]]
+    found += [s for s in result["status"] if s not in STATUS_ORDER]
     return "; ".join(found) if found else "ok"
 
 
@@ -74,7 +75,8 @@ def hidden_lines(course: dict) -> set[str]:
                 inside = False
             else:
                 (hidden if inside else shown).add(line.strip())
-    return {line for line in hidden - shown if len(line) >= MIN_LINE}
+    shown_text = "\n".join(shown)  # a hidden line inside a visible one is no secret either
+    return {line for line in hidden - shown if len(line) >= MIN_LINE and line not in shown_text}
 
 
 def _text_of(output) -> str:

@@ -1,7 +1,7 @@
 """The graded exercises: nbgrader release, validation, and parallel autograding.
 
 tests/grading/sample_class/ holds one submission for each kind the grader must handle
-(written by tests/grading/make_sample_class.py); EXPECTED is what each must get. The class is
+(written by tests/grading/make_classes.py); EXPECTED is what each must get. The class is
 graded twice, with JOBS=1 and JOBS=2, each into a build directory of its own, and the two
 grades.csv must be identical. Submissions for frameworks whose env this run did not build
 (`make test FRAMEWORKS=...`) are left out, from both the class and the expectations.

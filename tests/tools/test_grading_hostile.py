@@ -1,0 +1,287 @@
+"""A hostile class, graded with JOBS=2: every attack fails, is undone, or is flagged for review.
+
+tests/grading/hostile_class/ holds one submission per way of attacking the grader (written by
+tests/grading/make_classes.py, which says what each does). To it the fixture adds what git
+cannot hold: symbolic links (to /proc/kmsg, to the source notebook, to another student's
+folder), a FIFO, a notebook nested too deeply to parse, one too large to read, and copies of
+a correct submission under names that are not UTF-8, start with a dot or `=`, or are named
+like the assignment.
+
+For every row: the exact score, status and review flag; and no score above what the same
+answers earn without the trick unless the row is flagged. Around the run: no process, no
+file and no disk space left behind, nothing of the hidden tests in any feedback, no live
+script in any page, no control character in the CSV or on the terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import html.parser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = ROOT / "tests" / "grading" / "hostile_class"
+SOURCE_NB = ROOT / "exercises" / "source" / "lazy-init-pytorch" / "lazy-init-pytorch.ipynb"
+NB = "lazy-init-pytorch"
+UID_BASE = 1_900_000_000  # exercises/nbgrader_config.py
+
+# student: (score, status, what the review must say ("" = nothing), honest score): the honest
+# score is what the same answers earn without the trick.
+EXPECTED = {
+    # the machine
+    "root": ("15", "ok", "names '/proc' in a string", 15),
+    "netspy": ("15", "ok", "imports socket", 15),
+    "porthog": ("15", "ok", "imports socket", 15),
+    "immortal": ("15", "ok", "imports ctypes", 15),
+    "diskfill": ("15", "disk limit", "", 15),
+    "outbomb": ("15", "output truncated", "", 15),
+    "forkbomb": ("15", "ok", "uses os.fork", 15),
+    "snoop": ("15", "ok", "", 15),
+    "killall": ("15", "ok", "uses os.kill", 15),
+    # the verdict
+    "forgive": ("0", "ok", "IPython post_run_cell callbacks changed", 0),
+    "partial": ("0", "ok", "IPython post_execute callbacks changed", 0),
+    "neutral": ("0", "ok", "input transformers (post) changed", 0),
+    "guardbreak": ("15", "ok", "the grader's checks stopped working", 0),
+    "tags": ("0", "tests restored", "", 0),
+    "dupes": ("15", "tests restored; cells dropped", "", 15),
+    "bonus": ("15", "cells dropped", "", 15),
+    "patch": ("12", "ok", "module torch: allclose replaced", 12),
+    "livepatch": ("15", "ok", "rebinds torch.allclose", 12),
+    # the hidden tests
+    "leakprint": ("15", "output truncated", "imports inspect", 15),
+    "leakerror": ("12", "ok", "imports inspect", 12),
+    # the instructor's terminal, spreadsheet and browser; a warning in a test
+    "escapes": ("15", "memory limit", "", 15),
+    "script": ("15", "ok", "", 15),
+    "warns": ("15", "ok", "", 15),
+    "seeds": ("15", "ok", "", 15),
+    # added by the fixture: files and names
+    "kmsg": ("0", "symlink", "", 0),
+    "copycat": ("0", "symlink", "", 0),
+    "borrower": ("0", "symlink", "", 0),
+    "fifo": ("0", "not a notebook file", "", 0),
+    "nested": ("0", "invalid notebook", "", 0),
+    "huge": ("0", "invalid notebook", "", 0),
+    "st\\xffudent": ("15", "ok", "", 15),
+    "'=2+5": ("15", "ok", "", 15),
+    ".dotted": ("15", "ok", "", 15),
+    "lazy-init-pytorch": ("15", "ok", "", 15),
+    "seeds-twin": ("15", "ok", "", 15),
+}
+MARKERS = ("sleep 7777", "sleep 7778")  # the immortal student's daemons
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (real uid, command line) of every process on this machine."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            uid = int((proc / "status").read_text().split("\nUid:")[1].split()[0])
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        found[int(proc.name)] = (uid, cmd)
+    return found
+
+
+def grading_leftovers() -> list[str]:
+    return sorted(f"{pid} uid={uid} {cmd[:80]}" for pid, (uid, cmd) in processes().items()
+                  if UID_BASE <= uid < UID_BASE + 20_000 or any(m in cmd for m in MARKERS))
+
+
+def scratch_dirs() -> set[str]:
+    return {p.name for p in Path("/tmp").glob("d2l-grading-*")}
+
+
+def add_files(folder: Path) -> None:
+    """What a class can hold besides notebooks, and names git does not keep well."""
+    def nb_path(student: str) -> Path:
+        path = folder / student / NB / f"{NB}.ipynb"
+        path.parent.mkdir(parents=True)
+        return path
+
+    nb_path("kmsg").symlink_to("/proc/kmsg")  # reading it would hang
+    nb_path("copycat").symlink_to(SOURCE_NB)  # the solutions and hidden tests
+    (folder / "borrower").symlink_to(folder / "seeds", target_is_directory=True)
+    os.mkfifo(nb_path("fifo"))
+    nb_path("nested").write_text("[" * 200_000 + "]" * 200_000)
+    with nb_path("huge").open("wb") as f:  # sparse: 51 MB on paper, nothing on disk
+        f.truncate(51 * 2**20)
+    for name in (b"st\xffudent", b"=2+5", b".dotted", b"lazy-init-pytorch", b"seeds-twin"):
+        shutil.copytree(folder / "seeds", os.fsdecode(bytes(folder) + b"/" + name))
+
+
+def read_csv(path: Path) -> dict[str, dict]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def grade(submissions: Path, build: Path, jobs: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", "grade", "--submissions",
+                           str(submissions), "--jobs", str(jobs), "--build", str(build)],
+                          capture_output=True, timeout=1800, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def run(frameworks, tmp_path_factory) -> dict:
+    if "pytorch" not in frameworks:
+        pytest.skip("the hostile class hands in PyTorch notebooks; its env is not built")
+    folder = tmp_path_factory.mktemp("hostile")
+    shutil.copytree(HOSTILE, folder, dirs_exist_ok=True)
+    add_files(folder)
+    build = tmp_path_factory.mktemp("build-hostile")
+    before_tmp = scratch_dirs()
+    proc = grade(folder, build)
+    out = proc.stdout.decode("utf-8", "replace")
+    print(out[-6000:], proc.stderr.decode(errors="replace")[-3000:])
+    assert proc.returncode == 0, out[-3000:] + proc.stderr.decode(errors="replace")[-3000:]
+    return {"folder": folder, "build": build, "stdout": proc.stdout, "out": out,
+            "rows": read_csv(build / "grades.csv"), "leftovers": grading_leftovers(),
+            "new_tmp": scratch_dirs() - before_tmp}
+
+
+def autograded_text(run, student: str) -> str:
+    nb = json.loads((run["build"] / "autograded" / student / NB / f"{NB}.ipynb").read_text())
+    return "\n".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                     for o in c.get("outputs", []))
+
+
+def test_every_submission_gets_its_row(run):
+    rows = run["rows"]
+    assert sorted(rows) == sorted(EXPECTED), "one row per submission, no more"
+    wrong = []
+    for student, (score, status, review, _) in EXPECTED.items():
+        row = rows[student]
+        got = (row["score"], row["status"])
+        flagged = (review in row["review"]) if review else row["review"] == ""
+        if got != (score, status) or not flagged:
+            wrong.append(f"{student}: expected {score} {status!r} review {review!r}, got "
+                         f"{got} review {row['review']!r} ({row['detail']})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_trick_raises_a_score_unless_the_row_is_flagged(run):
+    for student, (*_, honest) in EXPECTED.items():
+        row = run["rows"][student]
+        assert float(row["score"]) <= honest or row["review"], (student, row)
+
+
+def test_the_sandbox_was_bubblewrap(run):
+    assert re.search(r"^grade: sandbox: bubblewrap ", run["out"], re.M), run["out"][:2000]
+    assert "unsandboxed" not in run["out"]
+
+
+def test_nothing_is_left_running_or_on_disk(run):
+    assert run["leftovers"] == [], "processes outlived the grading run"
+    assert run["new_tmp"] == set(), "scratch directories left in /tmp"
+    left = [p for top in (Path("/tmp"), run["build"], ROOT) for p in top.rglob("filler-*.bin")]
+    assert left == [], "the disk filler's files reached the host"
+    assert "ATTACK daemons started" in autograded_text(run, "immortal"), "the attack ran"
+
+
+def test_the_attacks_failed_inside_the_sandbox(run):
+    root = autograded_text(run, "root")
+    assert root.count("ATTACK blocked") == 4 and "ATTACK succeeded" not in root, root
+    assert "ATTACK reached ports: []" in autograded_text(run, "netspy")
+    assert "ATTACK found: []" in autograded_text(run, "snoop")
+    assert "ATTACK holding True ports" in autograded_text(run, "porthog")
+    assert "ATTACK fork stopped: BlockingIOError True" in autograded_text(run, "forkbomb")
+
+
+def test_the_output_cap_counts_everything_a_cell_emits(run):
+    path = run["build"] / "autograded" / "outbomb" / NB / f"{NB}.ipynb"
+    assert path.stat().st_size < 2 * 2**20, "tracebacks and display metadata were kept"
+
+
+def hidden_lines() -> set[str]:
+    nb = json.loads(SOURCE_NB.read_text())
+    hidden, shown = set(), set()
+    for cell in nb["cells"]:
+        inside = False
+        for line in "".join(cell["source"]).splitlines():
+            if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
+                inside = "BEGIN" in line
+            else:
+                (hidden if inside else shown).add(line.strip())
+    shown_text = "\n".join(shown)
+    return {line for line in hidden - shown if len(line) > 20 and line not in shown_text}
+
+
+def test_no_feedback_shows_a_hidden_test(run):
+    secret = hidden_lines()
+    assert len(secret) > 10
+    pages = sorted((run["build"] / "feedback").rglob("*.html"))
+    assert len(pages) == len(EXPECTED)
+    for page in pages:
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        leaked = sorted(line for line in secret if line in text)
+        assert not leaked, f"{page}: {leaked[:3]}"
+    # the instructor's copies keep them: the check above can fail
+    assert "BEGIN HIDDEN TESTS" in (run["build"] / "autograded" / "leakprint" / NB
+                                    / f"{NB}.ipynb").read_text()
+
+
+class Scripts(html.parser.HTMLParser):
+    """Every script, event handler and javascript: link in a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.found, self._in_script = [], False
+
+    def handle_starttag(self, tag, attrs):
+        self._in_script = tag == "script"
+        for name, value in attrs:
+            if name.startswith("on") or (value or "").strip().lower().startswith("javascript:"):
+                self.found.append(f"<{tag} {name}={value!r}>")
+
+    def handle_data(self, data):
+        if self._in_script and ("pwned" in data or "alert(" in data):
+            self.found.append(data[:80])
+
+
+def test_no_feedback_page_runs_student_script(run):
+    for page in sorted((run["build"] / "feedback").rglob("*.html")):
+        parser = Scripts()
+        parser.feed(page.read_text(encoding="utf-8"))
+        assert parser.found == [], f"{page}: {parser.found[:3]}"
+    script = (run["build"] / "feedback" / "script" / NB / f"{NB}.html").read_text()
+    assert "pwned-md-script" in script, "the payload reached the page, escaped"
+
+
+def test_csv_and_terminal_hold_no_formula_and_no_control_character(run):
+    raw = (run["build"] / "grades.csv").read_bytes()
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", raw.replace(b"\n", b"")), raw[:300]
+    for row in run["rows"].values():
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@")), row
+    assert "\\x1b" in run["rows"]["escapes"]["detail"], "the escape code, shown escaped"
+    assert b"\x1b" not in run["stdout"]
+
+
+def sizes(build: Path, student: str) -> list[str]:
+    nb = json.loads((build / "autograded" / student / NB / f"{NB}.ipynb").read_text())
+    return [line for c in nb["cells"] for o in c.get("outputs", [])
+            for line in "".join(o.get("text", "")).splitlines() if line.startswith("SIZES")]
+
+
+def test_hidden_tests_draw_per_student_and_the_same_on_a_regrade(run, tmp_path):
+    first, twin = sizes(run["build"], "seeds"), sizes(run["build"], "seeds-twin")
+    assert len(first) == 2 and len(twin) == 2, (first, twin)  # visible, then hidden tests
+    assert first[0] == twin[0] == "SIZES (20, 256, 10)", "the visible tests' own sizes"
+    assert first[1] != twin[1], "two students, the same hidden sizes"
+    again = tmp_path / "again"
+    shutil.copytree(run["folder"] / "seeds", again / "seeds")
+    proc = grade(again, run["build"], jobs=1)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sizes(run["build"], "seeds") == first, "a regrade drew other sizes"
+    assert read_csv(run["build"] / "grades.csv")["seeds"]["score"] == "15"
