@@ -137,21 +137,25 @@ def imports(tree: ast.AST) -> dict[str, str]:
 def bound_names(source: str) -> list[str]:
     """Every name a cell binds at module level (to put them back after a hidden test)."""
     tree = parse(source)
-    if tree is None:
-        return []
-    names = set()
-    for stmt in tree.body:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-                names.add(node.id)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                for a in node.names:
-                    names.add(a.asname or a.name.split(".")[0])
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue  # their own locals are not module names
-    return sorted(n for n in names if n != "*")
+    names: set[str] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)  # its body binds its own locals
+            return
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+                             ast.GeneratorExp)):
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update(a.asname or a.name.split(".")[0] for a in node.names if a.name != "*")
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    for stmt in getattr(tree, "body", []):
+        visit(stmt)
+    return sorted(names)
 
 
 def modules_used(sources: list[str]) -> list[str]:
