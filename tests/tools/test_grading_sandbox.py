@@ -230,3 +230,35 @@ def test_the_grader_probe_reports_what_shows(kernel, limits):
         shutil.rmtree(scratch, ignore_errors=True)
     assert problems and all(p.startswith("/usr/lib/") and p.endswith(" is visible")
                             for p in problems), problems
+
+
+def test_without_bubblewrap_grading_stops_and_says_what_to_do(kernel, limits, monkeypatch,
+                                                             tmp_path):
+    from grader import grade
+    from grader.course import UsageError
+
+    def unavailable():
+        raise sandbox.SandboxUnavailable("no usable bubblewrap (bwrap): none installed")
+
+    monkeypatch.setattr(sandbox, "find_bwrap", unavailable)
+    settings = {"limits": limits, "uid_base": UID, "allow_unsandboxed": False}
+    with pytest.raises(UsageError) as e:
+        grade.plan_sandbox(settings, {"k": kernel}, [str(ROOT)], tmp_path, unsandboxed=False)
+    assert "bubblewrap" in str(e.value) and "UNSANDBOXED=1" in str(e.value)
+    box = grade.plan_sandbox(settings, {"k": kernel}, [str(ROOT)], tmp_path, unsandboxed=True)
+    assert box["bwrap"] is None and "limits only" in box["description"]
+
+
+def test_unsandboxed_grading_says_so_in_every_row(frameworks, tmp_path):
+    if "pytorch" not in frameworks:
+        pytest.skip("grades a PyTorch notebook")
+    source = ROOT / "tests" / "grading" / "sample_class" / "ada"
+    shutil.copytree(source, tmp_path / "class" / "ada")
+    proc = subprocess.run([sys.executable, "-m", "grader", "grade", "--submissions",
+                           str(tmp_path / "class"), "--jobs", "1", "--build",
+                           str(tmp_path / "build"), "--unsandboxed"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "grade: sandbox: NONE (--unsandboxed)" in proc.stdout
+    row = (tmp_path / "build" / "grades.csv").read_text().splitlines()[1].split(",")
+    assert row[:5] == ["ada", "lazy-init-pytorch", "15", "15", "unsandboxed"], row
