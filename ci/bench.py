@@ -1,10 +1,12 @@
 """Benchmarks of what users wait for, each as a ratio against a baseline timed in the same run.
 
-Usage (from the tools env): python ci/bench.py [--only run-all,grading,apply-init,setup]
+Usage (from the tools env): python ci/bench.py [--only run-all,grading,sandbox,...]
 
   run-all     `make run-all` (default JOBS) vs the same notebooks one by one with
               `jupyter nbconvert --execute`; floor: each framework's import + kernel start
   grading     `make grade` JOBS=2 vs JOBS=1, 8 students x 4 frameworks, grades compared
+  sandbox     the sample class graded (JOBS=2) by today's grader vs the grader before the
+              bubblewrap sandbox (commit SANDBOX_BASELINE, from a git worktree)
   apply-init  d2l_shim's apply_init vs the book's plain dry run, dummy batches 1/64/4096
   setup       `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
   shapes      sizing a 10.7e9-parameter model without memory vs eagerly creating one 100x
@@ -18,6 +20,7 @@ plot, build/bench.png, and prints a table with each target.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -36,9 +39,9 @@ IMPORTS = {"pytorch": "import torch", "tensorflow": "import tensorflow, keras",
            "mxnet": "import mxnet", "jax": "import jax, flax.linen"}
 
 
-def timed(cmd: list[str], **kwargs) -> float:
+def timed(cmd: list[str], cwd: Path = ROOT, **kwargs) -> float:
     start = time.monotonic()
-    subprocess.run(cmd, check=True, cwd=ROOT, **kwargs)
+    subprocess.run(cmd, check=True, cwd=cwd, **kwargs)
     return time.monotonic() - start
 
 
@@ -145,6 +148,52 @@ def bench_grading(students: int = 8) -> dict:
             "met": speedup >= 1.7 and identical}
 
 
+# The last commit whose grader had no bubblewrap sandbox (ci/grading.py, namespaces by hand).
+SANDBOX_BASELINE = "8703d55"
+
+
+def bench_sandbox(rounds: int = 2) -> dict:
+    """What the sandbox costs: the sample class graded by this grader and by the one before.
+
+    Both run on the same class and the same kernels, alternating, `rounds` times each; the
+    best time of each counts. Scores and statuses must agree.
+    """
+    sample = ROOT / "tests" / "grading" / "sample_class"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        before = tmp / "before"
+        done = subprocess.run(["git", "worktree", "add", "--detach", str(before),
+                               SANDBOX_BASELINE], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"error": f"git worktree add {SANDBOX_BASELINE} failed (a shallow clone? "
+                             f"fetch the history): {done.stderr.strip()[-200:]}", "met": False}
+        try:
+            commands = {
+                "before": ([str(TOOLS_PY), "ci/grading.py"], before),
+                "after": ([str(TOOLS_PY), "-m", "grader"], ROOT)}
+            seconds = {k: [] for k in commands}
+            for r in range(rounds):
+                for name, (grader, cwd) in commands.items():
+                    build = tmp / f"build-{name}-{r}"
+                    quiet([*grader, "release", "--build", str(build)], cwd=cwd)
+                    seconds[name].append(quiet(
+                        [*grader, "grade", "--submissions", str(sample), "--jobs", "2",
+                         "--build", str(build)], cwd=cwd))
+            grades = {}
+            for name in commands:
+                with (tmp / f"build-{name}-0" / "grades.csv").open() as f:
+                    grades[name] = {(r["student"], r["score"], r["status"])
+                                    for r in csv.DictReader(f)}
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
+                           capture_output=True)
+    ratio = min(seconds["after"]) / min(seconds["before"])
+    return {"baseline": SANDBOX_BASELINE, "before_s": round(min(seconds["before"]), 1),
+            "after_s": round(min(seconds["after"]), 1), "ratio": round(ratio, 2),
+            "runs": seconds, "same_grades": grades["before"] == grades["after"],
+            "target": "<= 1.10", "met": ratio <= 1.10}
+
+
 def bench_setup() -> dict:
     """`make setup` from scratch into a temporary folder; pip's cache is warm by now."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,6 +240,10 @@ def plot(results: dict) -> None:
         labels.append(f"apply_init {s['framework']} {s['model']} 4096/1")
         values.append(s["shim_4096_over_1"])
         targets.append(1.2)
+    if "sandbox" in results and "ratio" in results["sandbox"]:
+        labels.append("grading with bwrap / before")
+        values.append(results["sandbox"]["ratio"])
+        targets.append(1.1)
     if "setup" in results:
         labels.append("setup s / 120 s")
         values.append(results["setup"]["from_scratch_warm_cache_s"] / 120)
@@ -206,8 +259,8 @@ def plot(results: dict) -> None:
 
 
 def main() -> int:
-    parts = {"run-all": bench_run_all, "grading": bench_grading, "apply-init": bench_apply_init,
-             "setup": bench_setup, "shapes": bench_shapes}
+    parts = {"run-all": bench_run_all, "grading": bench_grading, "sandbox": bench_sandbox,
+             "apply-init": bench_apply_init, "setup": bench_setup, "shapes": bench_shapes}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
     args = parser.parse_args()
@@ -233,6 +286,15 @@ def main() -> int:
         print(f"{'grading JOBS=2 vs JOBS=1':<34}{r['speedup']:>21.2f}x  {'>= 1.7':<14}"
               f"{r['met']}  ({r['submissions']} submissions: {r['jobs1_s']} s vs "
               f"{r['jobs2_s']} s; identical grades: {r['identical_grades']})")
+    if "sandbox" in results:
+        r = results["sandbox"]
+        if "error" in r:
+            print(f"{'grading with vs without bwrap':<34}{'-':>22}  {'<= 1.10':<14}False  "
+                  f"({r['error']})")
+        else:
+            print(f"{'grading with vs without bwrap':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
+                  f"{r['met']}  (sample class, JOBS=2: {r['after_s']} s vs {r['before_s']} s "
+                  f"at {r['baseline']}; same grades: {r['same_grades']})")
     for s in results.get("apply-init", {}).get("summary", []):
         print(f"{'apply_init ' + s['framework'] + ' ' + s['model'] + ' 4096/1':<34}"
               f"{s['shim_4096_over_1']:>21.2f}x  {'<= 1.2':<14}{s['met']}  (book: "
