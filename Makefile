@@ -2,7 +2,8 @@
 #   make run-all              execute the four chapter notebooks       (NOTEBOOKS=..., JOBS=N)
 #   make test                 every test suite, each in its env, plus lint and clean-notebook checks
 #   make setup                build the envs under .venvs/              (FRAMEWORKS="pytorch jax")
-#   make release / grade      nbgrader student versions / autograde     (SUBMISSIONS=dir, JOBS=N)
+#   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
+#   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  JupyterLab with the four framework kernels
 #   make bench                benchmarks -> build/bench.json
 #   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
@@ -17,7 +18,7 @@ TOOLS := .venvs/tools/bin
 .PHONY: setup run-all test lint clean-notebooks check-clean help
 
 help:
-	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
 
 setup:
 	@$(PYTHON) ci/setup_envs.py $(FRAMEWORKS)
@@ -37,14 +38,26 @@ lint: setup
 clean-notebooks: setup
 	@$(TOOLS)/nbstripout $$(git ls-files --cached --others --exclude-standard -- '*.ipynb' ':!tests/grading/*_class/*')
 
-# --- graded exercises (nbgrader): see README, "For instructors" ---
+# --- graded exercises (nbgrader): see exercises/README.md ---
 SUBMISSIONS ?= submitted
-.PHONY: release grade lab bench
+# The course: nbgrader_config.py and source/, solutions and hidden tests included. exercises/
+# is public; run a class from a private copy with COURSE=path (exercises/README.md).
+COURSE ?= exercises
+STUDENTS ?=
+SCHEDULER ?=
+LMS ?=
+ROSTER ?= roster.csv
+.PHONY: release grade export lab bench
 release: setup
-	@$(TOOLS)/python -m grader release
+	@$(TOOLS)/python -m grader release --course "$(COURSE)"
 
 grade: setup
-	@$(TOOLS)/python -m grader grade --submissions $(SUBMISSIONS) --jobs $(JOBS)$(if $(UNSANDBOXED), --unsandboxed)
+	@$(TOOLS)/python -m grader grade --course "$(COURSE)" --submissions $(SUBMISSIONS) --jobs $(JOBS) \
+	  $(if $(STUDENTS),--students "$(STUDENTS)") $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+	  $(if $(UNSANDBOXED),--unsandboxed)
+
+export: setup
+	@$(TOOLS)/python -m grader export --lms "$(LMS)" --roster "$(ROSTER)"
 
 lab: setup
 	@$(TOOLS)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

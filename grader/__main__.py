@@ -1,4 +1,5 @@
-"""python -m grader release | grade: what `make release` and `make grade` run."""
+"""python -m grader release | grade | export: what `make release`, `make grade` and
+`make export` run."""
 
 from __future__ import annotations
 
@@ -25,20 +26,38 @@ def main(argv: list[str] | None = None) -> int:
                        help="the course folder: nbgrader_config.py and source/")
         if name == "grade":
             p.add_argument("--submissions", required=True)
-            p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+            p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                           help="workers of the local Dask cluster")
+            p.add_argument("--students", default="",
+                           help="grade only these (ids, separated by spaces or commas); "
+                                "everyone else's grades stay as they are")
+            p.add_argument("--scheduler", default="",
+                           help="an existing Dask cluster's scheduler (tcp://host:8786)")
             p.add_argument("--unsandboxed", action="store_true",
                            help="grade with limits only where bubblewrap cannot run: student "
                                 "code then runs with your rights (every row says so)")
+    p = sub.add_parser("export", help="grades as an LMS imports them: BUILD/grades-<lms>.csv")
+    p.add_argument("--build", default=str(ROOT / "build"))
+    p.add_argument("--course", default=str(DEFAULT_COURSE))
+    p.add_argument("--lms", required=True, help="canvas or moodle")
+    p.add_argument("--roster", required=True,
+                   help="CSV with columns student, name, lms_id and optionally section")
     args = parser.parse_args(argv)
     build, course = Path(args.build).resolve(), Path(args.course).resolve()
     try:
         if args.command == "release":
             return release(course, build)
+        if args.command == "export":
+            from grader.export import export
+
+            return export(course, build, args.lms.lower(), Path(args.roster))
         if args.jobs < 1:
             raise UsageError("grade: --jobs (JOBS=) must be at least 1")
         from grader.grade import grade
 
-        return grade(course, Path(args.submissions), args.jobs, build, args.unsandboxed)
+        students = [s for s in args.students.replace(",", " ").split() if s]
+        return grade(course, Path(args.submissions), args.jobs, build, args.unsandboxed,
+                     students=students, scheduler=args.scheduler or None)
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2

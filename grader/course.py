@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import json
 import secrets
 import shutil
 import sys
@@ -125,12 +124,26 @@ def release(course: Path, build: Path, quiet: bool = False) -> int:
                 raise UsageError(f"{released} still contains {marker!r}")
         if not quiet:
             print(f"release: {show(released)}", flush=True)
+    record_due_dates(course, build)
     (build / "gradebook.digest").write_text(source_digest(course) + "\n")
     grading_secret(build)
     if not quiet:
         print(f"release: {len(names)} assignments; student versions in "
               f"{show(build / 'release')}, gradebook {show(build / 'gradebook.db')}")
     return 0
+
+
+def record_due_dates(course: Path, build: Path) -> None:
+    """The due dates of c.GradingDeadlines, where nbgrader's own tools look for them."""
+    from nbgrader.api import Gradebook
+
+    from grader import late
+
+    rules = late.settings(load_config(course, build))
+    with Gradebook(gradebook_url(build)) as gb:
+        for assignment in gb.assignments:
+            assignment.duedate = rules["due"].get(assignment.name)
+        gb.db.commit()
 
 
 def ensure_release(course: Path, build: Path) -> None:
@@ -212,5 +225,3 @@ def course_model(course: Path, build: Path) -> dict:
     return model
 
 
-def to_json(model: dict) -> str:
-    return json.dumps(model)

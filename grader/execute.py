@@ -88,7 +88,8 @@ class GradingClient(NotebookClient):
      "course": bool}. Results: `replies` (index -> status), `events`, `review`."""
 
     def __init__(self, nb, km, *, plan: dict, guard_source: str, guard_config: dict,
-                 max_output_chars: int, max_notebook_chars: int, **kw):
+                 max_output_chars: int, max_notebook_chars: int, deadline: float,
+                 time_limit: int, **kw):
         super().__init__(nb, km=km, allow_errors=True, interrupt_on_timeout=True,
                          raise_on_iopub_timeout=True, record_timing=False,
                          store_widget_state=False, **kw)
@@ -108,6 +109,8 @@ class GradingClient(NotebookClient):
         self._cut: set[int] = set()
         self._timed_out = False
         self._guard_broken = False
+        self.deadline, self.time_limit = deadline, time_limit  # the whole submission's
+        self._expired = False
         self.on_cell_executed = self._record_reply
 
     def _record_reply(self, cell, cell_index, execute_reply):
@@ -179,6 +182,10 @@ class GradingClient(NotebookClient):
         """nbclient's, with the guard installed once the kernel answers, and the kernel
         (whose manager we made) killed at the end, which ends its sandbox."""
         self.reset_execution_trackers()
+        loop = asyncio.get_running_loop()
+        # Past the submission's time the kernel is killed: the cell running gets
+        # DeadKernelError, and every later one is marked as not run.
+        watchdog = loop.call_later(max(self.deadline - time.monotonic(), 0), self._expire)
         try:
             async with self.async_setup_kernel(**kwargs):
                 msg_id = await ensure_async(self.kc.kernel_info())
@@ -188,9 +195,14 @@ class GradingClient(NotebookClient):
                     await self.async_execute_cell(
                         cell, index, execution_count=self.code_cells_executed + 1)
         finally:
+            watchdog.cancel()
             if await ensure_async(self.km.is_alive()):
                 await ensure_async(self.km.shutdown_kernel(now=True))
         return self.nb
+
+    def _expire(self) -> None:
+        self._expired = True
+        asyncio.ensure_future(ensure_async(self.km.shutdown_kernel(now=True)))
 
     execute = run_sync(async_execute)
 
@@ -218,6 +230,15 @@ class GradingClient(NotebookClient):
             cell = await super().async_execute_cell(cell, cell_index, execution_count,
                                                     store_history=not plan.get("hidden"))
         except DeadKernelError:
+            if self._expired:
+                self._event("submission timeout", f"the submission ran longer than "
+                                                  f"{self.time_limit} s: the kernel was stopped "
+                                                  f"in {where} and later cells did not run")
+                cell.outputs.append(new_output(
+                    "error", ename="SubmissionTimeout", evalue="out of time",
+                    traceback=["SubmissionTimeout: the submission ran out of time here"]))
+                self._dead = "not run: the submission ran out of time"
+                return cell
             code = await self._exit_code()
             why = f" ({code})" if code else ""
             self._event("kernel died", f"the kernel died in {where}{why}; later cells did "

@@ -1,20 +1,23 @@
 """One grading job: a submission's bytes and its assignment's cells in, a result out.
 
-A pure function of its input (a JSON document on stdin); the result (JSON on stdout) holds
-the scores, statuses, review findings and the artifacts as text: the autograded notebook
-and the feedback page. It reads no gradebook and writes nothing but the sandbox's socket
-directory, so it could run anywhere the same checkout and envs exist. The grader runs each
-job in a subprocess of its own, which it kills if the submission runs past its limit.
+A pure function of its input (a JSON-able dict); the result holds the scores, statuses,
+review findings and the artifacts as text: the autograded notebook and the feedback page.
+It reads no gradebook and writes nothing but the sandbox's socket directory, so it runs on
+any worker that has the same checkout and envs. A submission that runs past its time limit
+has its kernel killed and its later cells marked as not run.
 
-    python -m grader.job < job.json > result.json
+Run by a grading worker (grader/cluster.py) through run_on_worker.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import os
-import sys
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -101,7 +104,16 @@ def run(job: dict) -> dict:
               "detail": [], "review": [], "cells": dict.fromkeys(course["points"], 0.0),
               "autograded": None, "feedback": None, "kernel_log": ""}
 
+    # nbclient's log for this job alone (build/grading/<student>/<assignment>/job.log)
+    log_text = io.StringIO()
+    logger = logging.getLogger(f"grader.job.{id(log_text)}")
+    logger.propagate, logger.handlers = False, [logging.StreamHandler(log_text)]
+    logger.setLevel(logging.INFO)
+
     def finish():
+        result["job_log"] = log_text.getvalue()[-LOG_TAIL:]
+        logger.handlers.clear()
+        logging.Logger.manager.loggerDict.pop(logger.name, None)  # workers live long
         result["seconds"] = time.monotonic() - start
         if result["feedback"] is None:
             result["feedback"] = report.feedback_stub(result)
@@ -143,7 +155,9 @@ def run(job: dict) -> dict:
                 [c.source for c in course["cells"] if c.cell_type == "code"])},
             max_output_chars=limits["max_output_chars"],
             max_notebook_chars=limits["max_notebook_output_chars"],
-            timeout=limits["cell_timeout"], iopub_timeout=8, startup_timeout=120)
+            deadline=start + limits["submission_timeout"],
+            time_limit=limits["submission_timeout"],
+            timeout=limits["cell_timeout"], iopub_timeout=8, startup_timeout=120, log=logger)
         r, w = os.pipe()
         drain = threading.Thread(target=_drain, args=(r, log), daemon=True)
         drain.start()
@@ -170,12 +184,36 @@ def run(job: dict) -> dict:
     return finish()
 
 
-def main() -> int:
-    job = json.loads(sys.stdin.read())
-    result = run(job)
-    sys.stdout.write(json.dumps(result))
-    return 0
+_slots: dict = {}  # this worker process's uids, when it runs as root
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_on_worker(job: dict) -> dict:
+    """What a grading worker runs for a job: a uid and a scratch folder of this worker's
+    own, the job, then every process of that uid killed and the folder removed."""
+    box, uid = job["sandbox"], None
+    if box["bwrap"] is not None and os.getuid() == 0:
+        if "uids" not in _slots:
+            try:
+                from distributed import get_worker
+
+                threads = get_worker().state.nthreads
+            except (ImportError, ValueError):
+                threads = 1
+            _slots["uids"] = sandbox.UidSlots(box["uid_base"], threads)
+        uid = _slots["uids"].free.get()
+    scratch = tempfile.mkdtemp(prefix="d2l-grading-")
+    try:
+        return run({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
+    except Exception as e:  # our own bug: still a result, still the next job
+        return {"student": job["student"], "assignment": job["assignment"],
+                "status": ["grading error"], "review": [],
+                "detail": [f"the grading job failed: {type(e).__name__}: {str(e)[:300]}"],
+                "cells": dict.fromkeys(job["course"]["points"], 0.0), "autograded": None,
+                "feedback": None, "kernel_log": "", "seconds": 0.0}
+    finally:
+        if uid is not None:
+            sandbox.sweep(uid)
+            _slots["uids"].free.put(uid)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import html
 import re
 from pathlib import Path
@@ -49,8 +50,10 @@ def fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    fields = ["student", "assignment", "score", "max_score", "status", "review", "detail"]
+def write_csv(path: Path, rows: list[dict], exercises: list[str]) -> None:
+    """grades.csv: a row per submission, one column per exercise (ex1, ex2, ...)."""
+    fields = ["student", "assignment", "score", "max_score", *exercises, "status", "review",
+              "late", "detail"]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
@@ -137,29 +140,36 @@ def feedback_notebook(nb, result: dict, course: dict):
     return fb
 
 
-def feedback_html(nb, result: dict, course: dict) -> str:
+@functools.cache
+def _exporter():
+    """nbconvert's HTML exporter with nbgrader's feedback template, sanitizing: made once
+    per worker (compiling the template is most of the cost of a page)."""
     import os
 
     import nbgrader
     from nbconvert.exporters import HTMLExporter
-    from nbconvert.preprocessors.sanitize import SanitizeHTML
     from traitlets.config import Config
+
+    formgrader = os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions",
+                              "formgrader")
+    c = Config()
+    c.HTMLExporter.template_name = "feedback"
+    c.HTMLExporter.extra_template_basedirs = [os.path.join(formgrader, "templates")]
+    c.HTMLExporter.extra_template_paths = [
+        os.path.join(formgrader, "static", "node_modules", "bootstrap", "dist", "css")]
+    c.HTMLExporter.sanitize_html = True
+    return HTMLExporter(config=c)
+
+
+def feedback_html(nb, result: dict, course: dict) -> str:
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
 
     fb = feedback_notebook(nb, result, course)
     fb, _ = SanitizeHTML().preprocess(fb, {})
-    templates = os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions",
-                             "formgrader", "templates")
-    css = os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader",
-                       "static", "node_modules", "bootstrap", "dist", "css")
-    c = Config()
-    c.HTMLExporter.template_name = "feedback"
-    c.HTMLExporter.extra_template_basedirs = [templates]
-    c.HTMLExporter.extra_template_paths = [css]
-    c.HTMLExporter.sanitize_html = True
     score = sum(result["cells"].values())
     resources = {"nbgrader": {"notebook": course["notebook"], "score": score,
                               "max_score": course["max_score"], "late_penalty": 0}}
-    body, _ = HTMLExporter(config=c).from_notebook_node(fb, resources=resources)
+    body, _ = _exporter().from_notebook_node(fb, resources=resources)
     return body
 
 

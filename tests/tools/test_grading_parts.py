@@ -203,7 +203,7 @@ def test_csv_cells_are_never_formulas_nor_control_characters(tmp_path):
              "status": "ok", "review": "", "detail": d}
             for s, d in (("=2+5", "x\x1b[31my"), ("+1", "a\nb"), ("-x", "\x07"), ("@SUM", ""),
                          ("ada", "fine"))]
-    report.write_csv(tmp_path / "g.csv", rows)
+    report.write_csv(tmp_path / "g.csv", rows, [])
     raw = (tmp_path / "g.csv").read_text(encoding="utf-8")
     assert "\x1b" not in raw and "\x07" not in raw
     back = list(csv.DictReader(io.StringIO(raw)))
@@ -268,3 +268,31 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
     assert quoting not in page and "quoted a hidden test" in page
     assert any("quoted a hidden test" in r for r in result["review"])
     assert json.dumps(hidden.source[:40])[1:-1] not in page
+
+
+def test_progress_says_what_runs_and_how_long_is_left(monkeypatch, capsys):
+    import time
+
+    from grader import progress
+
+    class Pool:
+        def running(self):
+            return {"k1": 42.0}
+
+        def label(self, key):
+            return "eve/lazy-init-pytorch"
+
+        def workers(self):
+            return 2
+
+    monkeypatch.setattr(progress, "QUIET_SECONDS", 3)
+    shown = progress.Progress(5)
+    shown.watch(Pool())
+    result = {"student": "ada", "assignment": "a", "cells": {"x": 2.0}, "review": [],
+              "status": [], "seconds": 60.0}
+    shown.done(result, {"max_score": 2.0})
+    assert "(about 2 min left)" in capsys.readouterr().out  # 4 left x 60 s / 2 workers
+    time.sleep(6)
+    shown.stop()
+    assert "grade: 1/5 done; running: eve/lazy-init-pytorch (42 s); about 2 min left" in \
+        capsys.readouterr().out

@@ -1,0 +1,136 @@
+"""The class's record: nbgrader's gradebook for scores, a result file per submission for the rest.
+
+The gradebook (build/gradebook.db) holds what nbgrader knows: students, submissions, the
+score of every test cell, the late penalty and the submission's timestamp. What it has no
+place for (status, review findings, detail, how late) is kept beside the submission's logs,
+build/grading/<student>/<assignment>/result.json. grades.csv is made from both, for every
+submission ever graded: regrading some students leaves everyone else's rows as they were.
+Only the grading process writes here, one submission after another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from grader import report
+from grader.course import gradebook_url
+
+NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
+EXERCISE = re.compile(r"^(ex\d+)-")  # test cells count toward the exercise their id names
+
+
+def exercises(model: dict) -> list[str]:
+    """The per-exercise columns: ex1, ex2, ... from the test cells' grade ids."""
+    found = {m.group(1) for a in model.values() for gid in a["points"]
+             if (m := EXERCISE.match(gid))}
+    return sorted(found, key=lambda e: int(e[2:]))
+
+
+def by_exercise(cells: dict, points: dict) -> dict[str, float]:
+    """A submission's points per exercise (visible and hidden tests together)."""
+    found: dict[str, float] = {}
+    for gid, score in cells.items():
+        m = EXERCISE.match(gid)
+        if m and points.get(gid):
+            found[m.group(1)] = found.get(m.group(1), 0.0) + score
+    return found
+
+
+def record(build: Path, results: list[dict], model: dict) -> None:
+    """Write results into the gradebook and the result files, in sorted order."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+    from sqlalchemy.exc import SAWarning
+
+    results = sorted(results, key=lambda r: (r["student"], r["assignment"]))
+    with Gradebook(gradebook_url(build)) as gb, warnings.catch_warnings():
+        # nbgrader's own update_or_create_submission trips these autoflush warnings; harmless.
+        warnings.simplefilter("ignore", SAWarning)
+        for r in results:
+            if r["assignment"] not in model:
+                continue
+            gb.update_or_create_student(r["student"])
+            timestamp = (r.get("late") or {}).get("timestamp")
+            timestamp = parse_utc(timestamp) if timestamp else None
+            sub = gb.update_or_create_submission(r["assignment"], r["student"],
+                                                 timestamp=timestamp)
+            nb = gb.find_submission_notebook(model[r["assignment"]]["notebook"],
+                                             r["assignment"], r["student"])
+            for grade in nb.grades:
+                if grade.name in r["cells"]:
+                    grade.auto_score = r["cells"][grade.name]
+                    grade.needs_manual_grade = False
+            nb.late_submission_penalty = (r.get("late") or {}).get("penalty") or None
+            sub.timestamp = timestamp
+            gb.db.commit()
+    for r in results:
+        folder = build / "grading" / r["student"] / (r["assignment"] or NO_ASSIGNMENT)
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = {k: r.get(k) for k in ("student", "assignment", "status", "detail", "review",
+                                      "late", "seconds")}
+        (folder / "result.json").write_text(json.dumps(kept, indent=1) + "\n",
+                                            encoding="utf-8")
+
+
+def stored(build: Path) -> list[dict]:
+    """Every result file under build/grading, whatever run wrote it."""
+    found = []
+    for path in sorted((build / "grading").glob("*/*/result.json")):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def rows(build: Path, model: dict) -> list[dict]:
+    """grades.csv's rows: every submission and every student the gradebook knows."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    results = {(r["student"], r["assignment"]): r for r in stored(build)}
+    columns = exercises(model)
+    out = []
+    with Gradebook(gradebook_url(build)) as gb:
+        for a in model:
+            for sub in gb.find_assignment(a).submissions:
+                results.setdefault((sub.student.id, a), {
+                    "student": sub.student.id, "assignment": a, "status": [], "detail": [],
+                    "review": [], "late": None})
+        known = {s.id for s in gb.students}
+        for student in sorted(known - {s for s, _ in results}):
+            results[(student, "")] = {"student": student, "assignment": "",
+                                      "status": ["no submission"],
+                                      "detail": ["in the gradebook, but no submission graded"],
+                                      "review": [], "late": None}
+        for (student, a), r in sorted(results.items()):
+            row = {"student": student, "assignment": a, "score": "0", "max_score": "0",
+                   **dict.fromkeys(columns, ""), "status": report.status_text(r),
+                   "review": "; ".join(r.get("review") or []), "late": "",
+                   "detail": "; ".join(r.get("detail") or [])}
+            if a in model:
+                try:
+                    nb = gb.find_submission_notebook(model[a]["notebook"], a, student)
+                except MissingEntry:
+                    nb = None
+                if nb is not None:
+                    penalty = nb.late_submission_penalty or 0.0
+                    cells = {g.name: g.score for g in nb.grades}
+                    row["score"] = report.fmt(max(nb.score - penalty, 0.0))
+                    row["max_score"] = report.fmt(nb.max_score)
+                    for ex, points in by_exercise(cells, model[a]["points"]).items():
+                        row[ex] = report.fmt(points)
+                late = r.get("late") or {}
+                if late.get("seconds"):
+                    row["late"] = late_text(late)
+            out.append(row)
+    return out
+
+
+def late_text(late: dict) -> str:
+    hours = late["seconds"] / 3600
+    when = f"{hours:.1f} h late" if hours < 48 else f"{hours / 24:.1f} days late"
+    return when + (f", -{report.fmt(late['penalty'])} points" if late.get("penalty") else "")

@@ -1,0 +1,90 @@
+"""Deadlines: a due date per assignment, a submission's timestamp, and the penalty for lateness.
+
+The due dates and the penalty live in the course's nbgrader_config.py:
+
+    c.GradingDeadlines.due = {"lazy-init-pytorch": "2026-12-01 17:00:00 Europe/Berlin"}
+    c.GradingDeadlines.penalty = "per_hour"   # or "per_day", or "none" (the default)
+    c.GradingDeadlines.points = 1             # points taken per started hour (or day)
+
+A submission's time is nbgrader's convention, a `timestamp.txt` in its assignment folder
+(nbgrader collect writes one); a submission without one is on time. As nbgrader's
+late-submission plugins do, the penalty is computed from the seconds late and the score
+earned, and never takes the score below zero; it is stored in the gradebook as the
+notebook's late_submission_penalty, so nbgrader's own feedback and export show it too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from datetime import UTC, datetime
+
+from grader.course import UsageError
+
+MAX_TIMESTAMP_BYTES = 1024
+PERIODS = {"none": None, "per_hour": 3600, "per_day": 86400}
+
+
+def settings(cfg) -> dict:
+    from nbgrader.utils import parse_utc
+    from traitlets import Dict, Enum, Float
+    from traitlets.config import Configurable
+
+    class GradingDeadlines(Configurable):
+        due = Dict({}, help="assignment -> due date, as nbgrader parses them").tag(config=True)
+        penalty = Enum(list(PERIODS), "none", help="how lateness costs points").tag(config=True)
+        points = Float(1.0, help="points per started hour or day late").tag(config=True)
+
+    d = GradingDeadlines(config=cfg)
+    due = {}
+    for assignment, text in d.due.items():
+        try:
+            due[assignment] = parse_utc(text)
+        except Exception as e:
+            raise UsageError(f"c.GradingDeadlines.due[{assignment!r}] = {text!r} is no date "
+                             f"nbgrader can read ({e}); write e.g. '2026-12-01 17:00:00 UTC'") \
+                from None
+    return {"due": due, "penalty": d.penalty, "points": d.points}
+
+
+def read_timestamp(folder: str):
+    """(the submission's time or None, a problem or None) from folder/timestamp.txt.
+
+    Read like a notebook: no link followed, a regular file, a few bytes at most.
+    """
+    from nbgrader.utils import parse_utc
+
+    path = os.path.join(folder, "timestamp.txt")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None, None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TIMESTAMP_BYTES:
+        return None, "timestamp.txt is not a small regular file; counted as on time"
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(MAX_TIMESTAMP_BYTES).decode("utf-8", "replace").strip()
+    try:
+        return parse_utc(text), None
+    except Exception:
+        return None, f"timestamp.txt holds no date ({text[:40]!r}); counted as on time"
+
+
+def assess(rules: dict, assignment: str, submitted: datetime | None, score: float) -> dict:
+    """{timestamp, due (ISO, UTC), seconds, penalty}: how late, and what it costs (at most
+    `score`)."""
+    due = rules["due"].get(assignment)
+    found = {"timestamp": submitted and submitted.isoformat(), "due": due and due.isoformat(),
+             "seconds": 0.0, "penalty": 0.0}
+    if due is None or submitted is None:
+        return found
+    seconds = max((_utc(submitted) - _utc(due)).total_seconds(), 0.0)
+    period = PERIODS[rules["penalty"]]
+    penalty = math.ceil(seconds / period) * rules["points"] if period and seconds else 0.0
+    found.update(seconds=seconds, penalty=min(penalty, max(score, 0.0)))
+    return found
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
