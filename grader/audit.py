@@ -27,6 +27,7 @@ the modules they use and the names they bind.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 
 MODULE_REASONS = {
@@ -84,14 +85,21 @@ DANGEROUS_STRING = re.compile(r"__(globals|builtins|subclasses|code|closure|dict
 ALLOWED_MAGICS = {"time", "timeit", "matplotlib"}  # %time and %timeit: the code is audited
 
 
-def transformed(source: str) -> str:
-    """A cell as IPython runs it: magics and shell escapes become get_ipython() calls."""
+@functools.cache
+def _transformer():
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager().transform_cell(source)
+    return TransformerManager()
 
 
+def transformed(source: str) -> str:
+    """A cell as IPython runs it: magics and shell escapes become get_ipython() calls."""
+    return _transformer().transform_cell(source)
+
+
+@functools.lru_cache(maxsize=512)  # the course's cells are parsed for every submission
 def parse(source: str, label: str = "<cell>") -> ast.Module | None:
+    """The cell's syntax tree (shared: callers must not change it), None if it cannot run."""
     try:
         return compile(transformed(source), label, "exec",
                        ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)

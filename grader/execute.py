@@ -158,8 +158,7 @@ class GradingClient(NotebookClient):
         await self._guard("before the first cell", f"install({json.dumps(self.guard_config)!r})",
                           timeout=120)
 
-    async def _guard(self, where: str, call: str, timeout: float = 15,
-                     report: bool = True) -> None:
+    async def _guard(self, where: str, call: str, timeout: float = 15) -> None:
         """Call the guard in the kernel; what it reports (a JSON list) goes to review."""
         if self._guard_broken:
             return
@@ -169,7 +168,7 @@ class GradingClient(NotebookClient):
             self.review.append(f"{where}: the grader's checks stopped working in the kernel "
                                f"({status}: {str(value)[:120]})")
             return
-        if value and report:
+        if value:
             try:
                 changes = json.loads(_literal(value))
             except (ValueError, TypeError, SyntaxError):
@@ -220,11 +219,9 @@ class GradingClient(NotebookClient):
                                        traceback=[f"NotRun: {self._dead}"])]
             return cell
         if plan.get("course"):  # nothing a student's cell installed decides how this runs
-            await self._guard(where, "restore()", report=False)
-        if plan.get("test"):
-            await self._guard(where, f"seed({plan['seed']})")
-        if plan.get("hidden"):
-            await self._guard(where, f"save({plan['binds']!r})")
+            seed = plan["seed"] if plan.get("test") else None
+            binds = plan["binds"] if plan.get("hidden") else None
+            await self._guard(where, f"before(True, {seed!r}, {binds!r})")
         self._timed_out = False
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count,
@@ -271,10 +268,9 @@ class GradingClient(NotebookClient):
             self._event("output truncated", f"output of {where} cut to "
                                              f"{self.max_output_chars} characters")
         self._limits_hit(cell, where)
-        if plan.get("hidden"):
-            await self._guard(where, f"hide({cell.source!r})")
+        hidden = cell.source if plan.get("hidden") else None
         expected = plan.get("binds", []) if plan.get("course") else []
-        await self._guard(where, f"check({expected!r}, {plan.get('imports', [])!r})")
+        await self._guard(where, f"after({hidden!r}, {expected!r}, {plan.get('imports', [])!r})")
         return cell
 
     execute_cell = run_sync(async_execute_cell)

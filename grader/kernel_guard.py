@@ -10,13 +10,13 @@ after the execution, so every call sees the kernel in the same state):
                     exception handlers, display and traceback machinery; sys hooks (trace,
                     profile, display, except, import); the kernel's and shell's methods;
                     builtins; and the functions and classes of the modules the tests use.
-  restore()         before each of the course's cells: put all of that back as it was, so
-                    that nothing a student's cell installed decides how a test runs or how
-                    its result is reported.
-  check(...)        after every cell: what differs from how it was (JSON, each change once).
-  seed(n)           seed `random`, numpy and the framework before a test cell.
-  save(names) / hide(source)   around a hidden test: put back the names it bound, and forget
-                    its source and its last exception, so later cells cannot print them.
+  before(...)       before each cell: for the course's cells, restore(): put all of that
+                    back as it was, so that nothing a student's cell installed decides how a
+                    test runs or how its result is reported; before a test, seed `random`,
+                    numpy and the framework; before a hidden test, save the names it binds.
+  after(...)        after every cell: after a hidden test, put back the names it bound and
+                    forget its source and last exception, so later cells cannot print them;
+                    then check(): what differs from how it was (JSON, each change once).
 
 This runs in a process the student's code controls, so it is no proof: code written to
 defeat it can, and code a test calls can change things while the test runs (check reports
@@ -37,7 +37,7 @@ import types
 from IPython import get_ipython
 
 _MISSING = object()
-_state: dict = {"reported": set(), "names": {}}
+_state: dict = {"reported": set(), "names": {}, "dirty": False}
 
 
 def _is_library(func) -> bool:
@@ -284,11 +284,33 @@ def check(expected: list, track: list) -> str:
     for name in track:
         _state["names"][name] = user_ns.get(name, _MISSING)
     found = []
-    for key, what in _diff(_state["base"], _take()):
+    differences = _diff(_state["base"], _take())
+    _state["dirty"] = bool(differences)  # only code that ran since can change that
+    for key, what in differences:
         if key not in _state["reported"]:
             _state["reported"].add(key)
             found.append(what)
     return json.dumps(found)
+
+
+def before(course_cell: bool, seed_n: int | None, binds: list | None) -> str:
+    """Before a cell: for one of the course's, put the kernel back together (if the last
+    check saw anything changed), seed it if it is a test, remember the names a hidden
+    test binds. One call, so one round trip."""
+    if course_cell and _state.get("dirty"):
+        restore()
+    if seed_n is not None:
+        seed(seed_n)
+    if binds is not None:
+        save(binds)
+    return "[]"
+
+
+def after(hidden_source: str | None, expected: list, track: list) -> str:
+    """After a cell: forget a hidden test, then check (see check)."""
+    if hidden_source is not None:
+        hide(hidden_source)
+    return check(expected, track)
 
 
 def seed(n: int) -> str:

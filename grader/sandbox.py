@@ -169,15 +169,14 @@ def _data_fd(text: str) -> int:
     return r
 
 
-def _process_count(uid: int) -> int:
+def _thread_count(uid: int) -> int:
+    """How many threads `uid` runs now: RLIMIT_NPROC counts threads, not processes."""
     count = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for pid in processes_of(uid):
         try:
-            for line in status.read_text().splitlines():
-                if line.startswith("Uid:"):
-                    count += int(line.split()[1]) == uid
-                    break
-        except OSError:
+            status = Path(f"/proc/{pid}/status").read_text()
+            count += int(status.split("\nThreads:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
             continue
     return count
 
@@ -185,8 +184,8 @@ def _process_count(uid: int) -> int:
 def _set_limits(limits: dict, uid: int) -> None:
     mb = 2**20
     nproc = limits["max_processes"]
-    if os.getuid() != 0:  # an ordinary user's processes count too: leave room for them
-        nproc += _process_count(uid)
+    if os.getuid() != 0:  # an ordinary user's threads count too: leave room for them
+        nproc += _thread_count(uid)
     for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mb),
                          (resource.RLIMIT_CPU, limits["cpu_seconds"]),
                          (resource.RLIMIT_FSIZE, limits["file_mb"] * mb),
@@ -313,28 +312,28 @@ def _user_exists(uid: int) -> bool:
 
 
 def processes_of(uid: int) -> list[int]:
-    """The pids of every process whose real uid is `uid`."""
+    """The pids of every living process whose real uid is `uid` (a zombie has ended: it
+    waits only for its parent to notice)."""
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            for line in status.read_text().splitlines():
-                if line.startswith("Uid:"):
-                    if int(line.split()[1]) == uid:
-                        found.append(int(status.parent.name))
-                    break
-        except (OSError, ValueError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if line.startswith(("State:", "Uid:")))
+            if fields["State"].split()[0] not in "ZX" and int(fields["Uid"].split()[0]) == uid:
+                found.append(int(status.parent.name))
+        except (OSError, ValueError, KeyError, IndexError):
             continue
     return found
 
 
-def sweep(uid: int, tries: int = 50) -> list[int]:
+def sweep(uid: int, tries: int = 100) -> list[int]:
     """Kill every process of a slot's uid (root only); the pids still alive after, if any.
 
     The PID namespace already ends with the kernel; this is the backstop that holds whatever
     a process did to itself. kill(-1) from a process running as `uid` reaches exactly the
     processes that uid owns.
     """
-    for _ in range(tries):
+    for attempt in range(tries):
         if not processes_of(uid):
             return []
         pid = os.fork()
@@ -347,7 +346,7 @@ def sweep(uid: int, tries: int = 50) -> list[int]:
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-        time.sleep(0.05)
+        time.sleep(min(0.005 * 2**attempt, 0.1))
     return processes_of(uid)
 
 
