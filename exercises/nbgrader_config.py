@@ -37,6 +37,12 @@ c.GradingSandbox.uid_base = 1_900_000_000
 # your rights. Every row of grades.csv then says `unsandboxed`.
 c.GradingSandbox.allow_unsandboxed = False
 
+# --- deadlines (exercises/README.md, "Deadlines and late work") ---------------------------
+# A due date per assignment, compared with a submission's timestamp.txt; none set: on time.
+# c.GradingDeadlines.due = {"lazy-init-pytorch": "2026-12-01 17:00:00 UTC"}
+c.GradingDeadlines.penalty = "none"  # or "per_hour" / "per_day": points per started period
+c.GradingDeadlines.points = 1
+
 # --- creating the student version --------------------------------------------------------
 # What replaces the code between `### BEGIN SOLUTION` and `### END SOLUTION`.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -1,11 +1,16 @@
 """The grader: nbgrader assignments released and autograded, each submission in a sandbox.
 
-An instructor's tool, run as `make release` and `make grade` (python -m grader). One module
-per responsibility:
+An instructor's tool, run as `make release`, `make grade` and `make export`
+(python -m grader). One module per responsibility:
 
   course    the course folder, its nbgrader configuration, the release, the gradebook's view
   collect   finding the submissions, as untrusted files
-  grade     running the jobs JOBS at a time; the gradebook, artifacts and CSV, by one writer
+  grade     a grading run: the jobs on a cluster, then artifacts, gradebook and CSV
+  cluster   where jobs run: a local Dask cluster, or any Dask scheduler
+  progress  what the instructor sees while a class is graded
+  gradebook the class's record: scores in nbgrader's gradebook, the rest beside it; CSV rows
+  late      due dates, timestamps and late penalties
+  export    grades as Canvas or Moodle import them
   job       one submission: restore, audit, execute, verdicts, artifacts
   restore   the notebook that is graded: test and read-only cells put back whole
   audit     the static audit of the student's code (the `review` column)
