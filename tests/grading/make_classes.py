@@ -98,6 +98,11 @@ for path in sorted(targets):
 print("TAMPER tried", len(targets), "paths")
 '''
 
+# Exercise 2 answered for the visible tests' 20 features only: right there, wrong elsewhere.
+VISIBLE_SIZE = """if X.shape[-1] != 20:  # the number of features the tests use
+        raise ValueError(f"expected 20 features, got {X.shape[-1]}")
+    size = 20"""
+
 # student: (framework, what they did). Kinds of change, applied in order:
 #   ("solve", grade_id)           the source's solution, markers removed
 #   ("replace", grade_id, a, b)   in that solution, replace text a by b
@@ -107,7 +112,15 @@ print("TAMPER tried", len(targets), "paths")
 #   ("delete", grade_id)          remove that cell
 #   ("kernel", name)              the notebook's kernelspec name
 # and ("file", how) writes something that is not a graded notebook.
-SOLVED = [("solve", "ex1-solution"), ("solve", "ex2-solution"), ("solve", "ex3-solution")]
+# Each exercise has two solution cells: the prediction and the code.
+SOLVED = [("solve", f"ex{n}-{part}") for n in (1, 2, 3) for part in ("prediction", "solution")]
+
+
+def solved_except(exercise: int) -> list:
+    """The reference answers to every exercise but one, which stays as handed out."""
+    return [c for c in SOLVED if not c[1].startswith(f"ex{exercise}-")]
+
+
 CLASS = {
     # correct, in two frameworks; ben's notebook also names the wrong kernel (nbgrader #1375)
     "ada": ("pytorch", SOLVED),
@@ -115,9 +128,9 @@ CLASS = {
     # partially correct: answers that fit the visible tests only, or an exercise left out
     "cleo": ("tensorflow", [
         *SOLVED,
-        ("replace", "ex2-solution", "return net.layers[0].kernel.shape[0]", "return 20"),
+        ("replace", "ex2-solution", "size = X.shape[-1]", VISIBLE_SIZE),
         ("replace", "ex3-solution", "keras.ops.mean(H, axis=1)", "keras.ops.sum(H, axis=1)")]),
-    "dev": ("mxnet", [("solve", "ex1-solution"), ("solve", "ex3-solution")]),
+    "dev": ("mxnet", solved_except(2)),
     # broken and hostile
     "eve": ("pytorch", [*SOLVED, ("prepend", "ex2-solution", TIMEOUT)]),
     "fay": ("jax", [*SOLVED, ("prepend", "ex2-solution", KILL)]),
@@ -131,8 +144,7 @@ CLASS = {
     "ivy": ("jax", [("file", "not json")]),
     "jon": ("tensorflow", [("file", "misnamed")]),
     "kim": ("pytorch", [*SOLVED, ("prepend", "ex1-solution", FLOOD)]),
-    "leo": ("pytorch", [("solve", "ex1-solution"), ("solve", "ex3-solution"),
-                        ("set", "ex2-solution", TAMPER),
+    "leo": ("pytorch", [*SOLVED, ("set", "ex2-solution", TAMPER),
                         ("set", "ex2-hidden", "pass  # nothing to see here\n")]),
 }
 
@@ -305,13 +317,15 @@ LEAK_ERROR = """
 
 import inspect
 
+_layer_sizes = layer_sizes
 
-def expected_features(net):
+
+def layer_sizes(net):
     caller = inspect.stack()[1].frame
     source = "".join(inspect.getsourcelines(caller)[0])
     if "Hidden tests" in source:  # lose these points, but show the tests in the message
         raise RuntimeError(source)
-    return net[0].weight.shape[1]"""
+    return _layer_sizes(net)"""
 ESCAPES = """# An exception whose name clears the instructor's terminal and sets its title.
 raise type("MemoryError\\x1b[2J\\x1b]0;pwned\\x07", (Exception,), {})("\\x1b[31mred")
 """
@@ -446,63 +460,71 @@ def solution(source_nb, grade_id: str) -> str:
     raise KeyError(grade_id)
 
 
+def write_submission(released_dir: Path, folder: Path, student: str, fw: str,
+                     changes: list) -> Path:
+    """One student's notebook for `fw`, written into `folder`/<student>/<assignment>/."""
+    name = f"lazy-init-{fw}"
+    released = nbformat.read(released_dir / name / f"{name}.ipynb", as_version=4)
+    source = nbformat.read(ROOT / "exercises" / "source" / name / f"{name}.ipynb",
+                           as_version=4)
+    folder = folder / student / name
+    folder.mkdir(parents=True)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in released.cells}
+    for change in changes:
+        kind, *args = change
+        if kind == "solve":
+            cells[args[0]].source = solution(source, args[0])
+        elif kind == "replace":
+            grade_id, old, new = args
+            # an answer the solution no longer contains would change nothing: say so
+            assert old in cells[grade_id].source, (student, fw, grade_id, old)
+            cells[grade_id].source = cells[grade_id].source.replace(old, new)
+        elif kind == "prepend":
+            cells[args[0]].source = args[1] + cells[args[0]].source
+        elif kind == "append":
+            cells[args[0]].source += args[1]
+        elif kind == "set":
+            cells[args[0]].source = args[1]
+        elif kind == "delete":
+            released.cells.remove(cells.pop(args[0]))
+        elif kind == "kernel":
+            released.metadata.kernelspec = {"name": args[0], "language": "python",
+                                            "display_name": "Python 3 (ipykernel)"}
+        elif kind == "insert":  # a cell of the student's own, after that grade id's cell
+            after, cell_type, text, *meta = args
+            make = {"code": nbformat.v4.new_code_cell,
+                    "markdown": nbformat.v4.new_markdown_cell}[cell_type]
+            new = make(source=text, metadata=meta[0] if meta else {})
+            released.cells.insert(released.cells.index(cells[after]) + 1, new)
+        elif kind == "meta":
+            cells[args[0]].metadata.update(args[1])
+        elif kind == "retype":
+            cell = cells[args[0]]
+            cell.cell_type = args[1]
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        elif kind == "duplicate":  # a copy with the same metadata, before the original
+            copy = nbformat.from_dict(json.loads(json.dumps(cells[args[0]])))
+            copy.source = args[1]
+            released.cells.insert(released.cells.index(cells[args[0]]), copy)
+    for i, cell in enumerate(released.cells):  # numbered as nbstripout does
+        cell.id = str(i)
+    path = folder / f"{name}.ipynb"
+    if changes and changes[0] == ("file", "not json"):  # cut off mid-file, a failed upload
+        text = json.dumps(nbformat.from_dict(released), indent=1)
+        path.write_text(text[: len(text) // 2])
+    elif changes and changes[0] == ("file", "misnamed"):  # saved under the default name
+        nbformat.write(released, folder / "Untitled.ipynb")
+    else:
+        nbformat.write(released, path)
+    return path if path.exists() else folder
+
+
 def write_class(released_dir: Path, out: Path, spec: dict) -> None:
     shutil.rmtree(out, ignore_errors=True)
     for student, (fw, changes) in spec.items():
-        name = f"lazy-init-{fw}"
-        released = nbformat.read(released_dir / name / f"{name}.ipynb", as_version=4)
-        source = nbformat.read(ROOT / "exercises" / "source" / name / f"{name}.ipynb",
-                               as_version=4)
-        folder = out / student / name
-        folder.mkdir(parents=True)
-        cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in released.cells}
-        for change in changes:
-            kind, *args = change
-            if kind == "solve":
-                cells[args[0]].source = solution(source, args[0])
-            elif kind == "replace":
-                grade_id, old, new = args
-                assert old in cells[grade_id].source, (student, old)
-                cells[grade_id].source = cells[grade_id].source.replace(old, new)
-            elif kind == "prepend":
-                cells[args[0]].source = args[1] + cells[args[0]].source
-            elif kind == "append":
-                cells[args[0]].source += args[1]
-            elif kind == "set":
-                cells[args[0]].source = args[1]
-            elif kind == "delete":
-                released.cells.remove(cells.pop(args[0]))
-            elif kind == "kernel":
-                released.metadata.kernelspec = {"name": args[0], "language": "python",
-                                                "display_name": "Python 3 (ipykernel)"}
-            elif kind == "insert":  # a cell of the student's own, after that grade id's cell
-                after, cell_type, text, *meta = args
-                make = {"code": nbformat.v4.new_code_cell,
-                        "markdown": nbformat.v4.new_markdown_cell}[cell_type]
-                new = make(source=text, metadata=meta[0] if meta else {})
-                released.cells.insert(released.cells.index(cells[after]) + 1, new)
-            elif kind == "meta":
-                cells[args[0]].metadata.update(args[1])
-            elif kind == "retype":
-                cell = cells[args[0]]
-                cell.cell_type = args[1]
-                cell.pop("outputs", None)
-                cell.pop("execution_count", None)
-            elif kind == "duplicate":  # a copy with the same metadata, before the original
-                copy = nbformat.from_dict(json.loads(json.dumps(cells[args[0]])))
-                copy.source = args[1]
-                released.cells.insert(released.cells.index(cells[args[0]]), copy)
-        for i, cell in enumerate(released.cells):  # numbered as nbstripout does
-            cell.id = str(i)
-        path = folder / f"{name}.ipynb"
-        if changes and changes[0] == ("file", "not json"):  # cut off mid-file, a failed upload
-            text = json.dumps(nbformat.from_dict(released), indent=1)
-            path.write_text(text[: len(text) // 2])
-        elif changes and changes[0] == ("file", "misnamed"):  # saved under the default name
-            nbformat.write(released, folder / "Untitled.ipynb")
-        else:
-            nbformat.write(released, path)
-        print(f"wrote {path.relative_to(ROOT) if path.exists() else folder.relative_to(ROOT)}")
+        written = write_submission(released_dir, out, student, fw, changes)
+        print(f"wrote {written.relative_to(ROOT)}")
 
 
 def main() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import re
 import shutil
 import subprocess
@@ -32,24 +31,24 @@ NBGRADER = Path(sys.executable).parent / "nbgrader"
 EXPECTED = {
     "ada": ("lazy-init-pytorch", "15", "15", "ok", ""),
     "ben": ("lazy-init-jax", "15", "15", "ok", ""),  # its notebook names the python3 kernel
-    "cleo": ("lazy-init-tensorflow", "9", "15", "ok", ""),
+    "cleo": ("lazy-init-tensorflow", "11", "15", "ok", ""),
     "dev": ("lazy-init-mxnet", "10", "15", "ok", ""),
-    "eve": ("lazy-init-pytorch", "10", "15", "timeout",
+    "eve": ("lazy-init-pytorch", "11", "15", "timeout",
             "ex2-solution ran longer than 30 s and was interrupted"),
-    "fay": ("lazy-init-jax", "5", "15", "kernel died",
+    "fay": ("lazy-init-jax", "6", "15", "kernel died",
             "the kernel died in ex2-solution (exit status 1)"),
-    "gus": ("lazy-init-mxnet", "10", "15", "memory limit",
+    "gus": ("lazy-init-mxnet", "11", "15", "memory limit",
             "ex3-solution ran out of memory (MemoryError)"),
-    "hal": ("lazy-init-jax", "10", "15", "tests restored",
+    "hal": ("lazy-init-jax", "11", "15", "tests restored",
             "restored test cells: ex1-visible (edited), ex3-hidden (deleted)"),
     "ivy": ("lazy-init-jax", "0", "15", "invalid notebook", "not valid JSON"),
     "jon": ("lazy-init-tensorflow", "0", "15", "missing notebook",
             "no lazy-init-tensorflow.ipynb in jon/lazy-init-tensorflow/ (found Untitled.ipynb)"),
     "kim": ("lazy-init-pytorch", "15", "15", "output truncated",
             "output of ex1-solution cut to 20000 characters"),
-    "leo": ("lazy-init-pytorch", "10", "15", "tests restored",
+    "leo": ("lazy-init-pytorch", "11", "15", "tests restored",
             "restored test cells: ex2-hidden (edited)"),
-    "mia": ("lazy-init-pytorch", "10", "15", "timeout",
+    "mia": ("lazy-init-pytorch", "11", "15", "timeout",
             "ex3-solution ran longer than 30 s and ignored the interrupt; the kernel was "
             "stopped"),
 }
@@ -57,10 +56,11 @@ EXPECTED = {
 NO_KERNEL = {"ivy", "jon"}
 # Scores per test cell, where the total alone would not show the hidden tests at work.
 CELLS = {
-    "cleo": {"setup": 0, "ex1-visible": 2, "ex1-hidden": 3, "ex2-visible": 2, "ex2-hidden": 0,
-             "ex3-visible": 2, "ex3-hidden": 0},
-    "hal": {"ex1-visible": 0, "ex1-hidden": 0, "ex3-hidden": 3},
-    "leo": {"ex2-visible": 0, "ex2-hidden": 0},
+    "cleo": {"setup": 0, "ex1-prediction-check": 1, "ex1-visible": 2, "ex1-hidden": 2,
+             "ex2-prediction-check": 1, "ex2-visible": 2, "ex2-hidden": 0,
+             "ex3-prediction-check": 1, "ex3-visible": 2, "ex3-hidden": 0},
+    "hal": {"ex1-prediction-check": 1, "ex1-visible": 0, "ex1-hidden": 0, "ex3-hidden": 2},
+    "leo": {"ex2-prediction-check": 1, "ex2-visible": 0, "ex2-hidden": 0},
 }
 
 
@@ -294,7 +294,7 @@ def test_released_notebook_has_no_solutions_and_no_hidden_tests(released, fw):
               if line and line in shown and line not in visible_lines(fw)]
     assert not leaked, leaked
     stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert len(stubs) == 3
+    assert len(stubs) == 6, "a prediction and a solution cell per exercise"
     assert all("raise NotImplementedError()" in c.source for c in stubs)
     assert not any(c.get("outputs") for c in nb.cells)
     assert nb.metadata.kernelspec.name == f"d2l-{fw}"
@@ -315,8 +315,20 @@ def test_source_passes_the_validator_and_the_release_fails_it(released, framewor
     source = validate(EXERCISES / "source" / name / f"{name}.ipynb")
     assert "Success! Your notebook passes all the tests." in source, source[-2000:]
     student = validate(released / name / f"{name}.ipynb")
-    # The three visible test cells fail (the hidden ones are empty in the student version).
-    assert "VALIDATION FAILED ON 3 CELL(S)!" in student, student[-2000:]
+    # The three prediction checks (their visible part checks the answer's form) and the
+    # three visible test cells fail; the hidden ones are empty in the student version.
+    assert "VALIDATION FAILED ON 6 CELL(S)!" in student, student[-2000:]
+
+
+# Each exercise: a prediction the student writes, its check (the form visible, the answer
+# hidden), the code, its visible tests and its hidden tests. (grade id, points, solution,
+# locked) per nbgrader cell, the same in every framework.
+SKELETON = [("setup", 0, False, True)] + [
+    (f"ex{n}-{part}", points, part in ("prediction", "solution"),
+     part not in ("prediction", "solution"))
+    for n in (1, 2, 3)
+    for part, points in (("prediction", None), ("prediction-check", 1), ("solution", None),
+                         ("visible", 2), ("hidden", 2))]
 
 
 def test_source_notebooks_share_one_clean_structure():
@@ -337,11 +349,11 @@ def test_source_notebooks_share_one_clean_structure():
                               meta["locked"]))
                 if meta["solution"]:
                     assert "### BEGIN SOLUTION" in cell.source
-                if meta["grade_id"].endswith("-hidden"):
-                    assert "### BEGIN HIDDEN TESTS" in cell.source
+                if meta["grade_id"].endswith(("-hidden", "-prediction-check")):
+                    assert "### BEGIN HIDDEN TESTS" in cell.source, (fw, meta["grade_id"])
         shapes[fw] = shape
         assert sum(p or 0 for _, p, _, _ in shape) == 15
-    assert len({json.dumps(s) for s in shapes.values()}) == 1, shapes
+    assert shapes == {fw: SKELETON for fw in FRAMEWORKS}, shapes
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -373,3 +385,4 @@ def test_a_wrong_submissions_folder_gets_a_clear_error(run1, tmp_path, layout, m
     assert message in proc.stderr
     assert "SUBMISSIONS/<student_id>/<assignment>/<assignment>.ipynb" in proc.stderr
     assert "Traceback" not in proc.stderr
+

@@ -55,11 +55,11 @@ EXPECTED = {
     "tags": ("0", "tests restored", "", 0),
     "dupes": ("15", "tests restored; cells dropped", "", 15),
     "bonus": ("15", "cells dropped", "", 15),
-    "patch": ("12", "ok", "module torch: allclose replaced", 12),
-    "livepatch": ("15", "ok", "rebinds torch.allclose", 12),
+    "patch": ("13", "ok", "module torch: allclose replaced", 13),
+    "livepatch": ("15", "ok", "rebinds torch.allclose", 13),
     # the hidden tests
     "leakprint": ("15", "output truncated", "imports inspect", 15),
-    "leakerror": ("12", "ok", "imports inspect", 12),
+    "leakerror": ("13", "ok", "imports inspect", 13),
     # the instructor's terminal, spreadsheet and browser; a warning in a test
     "escapes": ("15", "memory limit", "", 15),
     "script": ("15", "ok", "", 15),

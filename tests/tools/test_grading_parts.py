@@ -264,7 +264,7 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
     parser.feed(page)
     assert parser.found == [], parser.found
     assert "secret printout" not in page, "printed while a hidden test ran"
-    assert "Hidden tests failed (0 of 3 points)" in page
+    assert "Hidden tests failed (0 of 2 points)" in page
     assert quoting not in page and "quoted a hidden test" in page
     assert any("quoted a hidden test" in r for r in result["review"])
     assert json.dumps(hidden.source[:40])[1:-1] not in page
