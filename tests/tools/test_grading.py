@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -386,3 +387,50 @@ def test_a_wrong_submissions_folder_gets_a_clear_error(run1, tmp_path, layout, m
     assert "SUBMISSIONS/<student_id>/<assignment>/<assignment>.ipynb" in proc.stderr
     assert "Traceback" not in proc.stderr
 
+
+# ---------------------------------------------------------------------------- a private course
+
+
+def make_grader_args(*make_args: str) -> dict[str, list[str]]:
+    """What `make -n` says `make release` and `make grade` would run: target -> arguments."""
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "release", "grade",
+                           *make_args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    commands = {}
+    for line in proc.stdout.replace("\\\n", " ").splitlines():
+        words = shlex.split(line)
+        if words[1:3] == ["-m", "grader"]:
+            commands[words[3]] = words[4:]
+    assert set(commands) == {"release", "grade"}, proc.stdout
+    return commands
+
+
+def test_make_release_and_grade_read_the_course_that_COURSE_names(frameworks, tmp_path):
+    def course(args):
+        return args[args.index("--course") + 1]
+
+    assert {course(a) for a in make_grader_args().values()} == {"exercises"}
+    private, submitted = tmp_path / "private course", tmp_path / "submitted"  # a space: quoted
+    commands = make_grader_args(f"COURSE={private}", f"SUBMISSIONS={submitted}", "JOBS=1")
+    assert {course(a) for a in commands.values()} == {str(private)}
+    if "pytorch" not in frameworks:
+        pytest.skip("grading the private course takes a PyTorch notebook; its env is not built")
+    # The private copy: one assignment, whose hidden tests add one that no answer passes.
+    name = "lazy-init-pytorch"
+    (private / "source" / name).mkdir(parents=True)
+    shutil.copy(EXERCISES / "nbgrader_config.py", private)
+    nb = source_nb("pytorch")
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                == "ex3-hidden")
+    cell.source = cell.source.replace("### END HIDDEN TESTS", 'raise AssertionError("private")\n'
+                                      "### END HIDDEN TESTS")
+    nbformat.write(nb, private / "source" / name / f"{name}.ipynb")
+    shutil.copytree(CLASS / "ada", submitted / "ada")
+    build = tmp_path / "build"
+    for command in ("release", "grade"):  # as make runs them, into a build folder of our own
+        proc = subprocess.run([*GRADER, command, *commands[command], "--build", str(build)],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in (build / "release").iterdir()] == [name]
+    row = read_csv(build / "grades.csv")["ada"]
+    assert (row["score"], row["status"]) == ("13", "ok"), row  # 15, less the private test's 2
