@@ -57,7 +57,7 @@ grade: setup
 	  $(if $(UNSANDBOXED),--unsandboxed)
 
 export: setup
-	@$(TOOLS)/python -m grader export --lms "$(LMS)" --roster "$(ROSTER)"
+	@$(TOOLS)/python -m grader export --course "$(COURSE)" --lms "$(LMS)" --roster "$(ROSTER)"
 
 lab: setup
 	@$(TOOLS)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -53,11 +53,11 @@ class Progress:
 
         def loop():
             while not self._stop.wait(5):
+                running = pool.running()  # every time: it notes when each job was first seen
                 with self._lock:
                     if time.monotonic() - self.last < QUIET_SECONDS:
                         continue
                     self.last = time.monotonic()
-                    running = pool.running()
                     names = ", ".join(f"{pool.label(k)} ({s:.0f} s)"
                                       for k, s in sorted(running.items(),
                                                          key=lambda kv: -kv[1])[:4])
