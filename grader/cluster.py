@@ -56,9 +56,10 @@ class Pool:
 
     def run(self, jobs: Iterable[tuple[str, str, dict]], done: Callable[[str, object], None],
             window: int) -> None:
-        """Submit (key, label, job) triples, at most `window` waiting at a time (a class of
-        300 does not sit in memory at once), and call done(key, result or exception) as each
-        ends."""
+        """Submit (key, label, job) triples, at most `window` at a time, and call
+        done(key, result or exception) as each ends. A window of one job per worker keeps a
+        class of 300 out of memory and never queues a job behind a long one on a busy worker
+        while another worker idles."""
         from distributed import as_completed
 
         from grader.job import run_on_worker
@@ -100,7 +101,9 @@ class Pool:
         return {k: now - self.started[k] for k in keys}
 
     def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
+        """How many jobs the cluster runs at once: its workers' threads."""
+        workers = self.client.scheduler_info().get("workers", {}).values()
+        return max(1, sum(w.get("nthreads", 1) for w in workers))
 
     def close(self) -> None:
         self.client.close()

@@ -30,6 +30,13 @@ from grader.course import (
     show,
 )
 
+# A grading kernel computes on one core: JOBS workers then share JOBS cores without
+# crowding each other (the frameworks would each start a thread pool per core).
+ONE_CORE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+            "MXNET_CPU_WORKER_NTHREADS": "1",
+            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+
 
 def kernel_setup(kernel: str, unsandboxed: bool) -> dict:
     """How a job starts the assignment's kernel: its argv and what the sandbox exposes."""
@@ -46,8 +53,7 @@ def kernel_setup(kernel: str, unsandboxed: bool) -> dict:
         exposed.append(str(ROOT / "d2l_shim"))
     env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": sandbox.HOME, "TMPDIR": "/tmp",
            "USER": "student", "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp/matplotlib",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1", **spec.env}
+           "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1", **ONE_CORE, **spec.env}
     for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"):  # machine quirks to keep
         if key in os.environ:
             env[key] = os.environ[key]
@@ -229,7 +235,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     print(f"grade: running on {pool.where}", flush=True)
     try:
         shown.watch(pool)
-        pool.run(jobs_to_run(), done, window=2 * max(jobs, pool.workers()))
+        pool.run(jobs_to_run(), done, window=pool.workers())
     finally:
         shown.stop()
         pool.close()
