@@ -75,6 +75,9 @@ class Pool:
             if pending.count() >= window:
                 break
         for future in pending:
+            nxt = next(queued, None)
+            if nxt is not None:  # first, so that the worker need not wait for done()
+                submit(*nxt)
             try:
                 result = future.result()
             except Exception as e:  # KilledWorker, or a bug of ours: still a row
@@ -82,9 +85,6 @@ class Pool:
             self.started.pop(future.key, None)
             done(future.key, result)
             future.release()
-            nxt = next(queued, None)
-            if nxt is not None:
-                submit(*nxt)
 
     def label(self, key: str) -> str:
         return self.labels.get(key, key)

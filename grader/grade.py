@@ -30,12 +30,12 @@ from grader.course import (
     show,
 )
 
-# A grading kernel computes on one core: JOBS workers then share JOBS cores without
-# crowding each other (the frameworks would each start a thread pool per core).
+# A grading kernel computes on one thread where its libraries let it: JOBS workers then
+# share JOBS cores without each framework starting a pool per core. (XLA has no flag for
+# its pools' sizes, and stops JAX with a fatal error at any XLA_FLAGS entry it does not know.)
 ONE_CORE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
             "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-            "MXNET_CPU_WORKER_NTHREADS": "1",
-            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+            "MXNET_CPU_WORKER_NTHREADS": "1", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
 
 
 def kernel_setup(kernel: str, unsandboxed: bool) -> dict:
