@@ -81,18 +81,19 @@ def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
         raise UsageError(f"grade: {e}. {how}") from None
     root = os.getuid() == 0
     first = kernels[sorted(kernels)[0]]
-    probe_uid = sandbox.UidSlots(settings["uid_base"] + 10_001, 1) if root else None
+    probe_uids = sandbox.UidSlots(settings["uid_base"] + 10_001, 1) if root else None
+    # the first uid free from there: another grading run may be probing with the first
+    uid = probe_uids.free.get() if probe_uids else None
     scratch = Path(tempfile.mkdtemp(prefix="d2l-grading-probe-"))
     try:
         scratch.chmod(0o711)
         problems = sandbox.probe(
-            bwrap.path, first["python"], exposed=first["exposed"],
-            uid=probe_uid.free.get() if probe_uid else None,
+            bwrap.path, first["python"], exposed=first["exposed"], uid=uid,
             limits=settings["limits"], env=first["env"], hidden=hidden, scratch=scratch)
     finally:
-        if root:
-            sandbox.sweep(settings["uid_base"] + 10_001)
-            probe_uid.close()
+        if probe_uids:
+            sandbox.sweep(uid)
+            probe_uids.close()
         shutil.rmtree(scratch, ignore_errors=True)
     if problems:
         raise UsageError(f"grade: the grading sandbox does not hold here: "

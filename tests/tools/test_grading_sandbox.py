@@ -249,6 +249,29 @@ def test_without_bubblewrap_grading_stops_and_says_what_to_do(kernel, limits, mo
     assert box["bwrap"] is None and "limits only" in box["description"]
 
 
+@pytest.mark.skipif(not AS_ROOT, reason="uids of their own are for a grader run as root")
+def test_the_probe_spares_a_uid_that_another_grading_run_holds(kernel, tmp_path):
+    from grader import grade
+
+    settings = grading_settings(load_config(DEFAULT_COURSE, tmp_path))
+    other = sandbox.UidSlots(settings["uid_base"] + 10_001, 1)  # another run's probe
+    uid = other.free.get()
+
+    def become_uid():
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+    victim = subprocess.Popen(["sleep", "600"], preexec_fn=become_uid)
+    try:
+        grade.plan_sandbox(settings, {"k": kernel}, [str(ROOT)], tmp_path, unsandboxed=False)
+        assert victim.poll() is None, f"this run's probe killed uid {uid}'s process"
+    finally:
+        victim.kill()
+        victim.wait()
+        other.close()
+
+
 def test_unsandboxed_grading_says_so_in_every_row(frameworks, tmp_path):
     if "pytorch" not in frameworks:
         pytest.skip("grades a PyTorch notebook")
