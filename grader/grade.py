@@ -29,6 +29,7 @@ from grader.course import (
     seed,
     show,
 )
+from grader.job import zero_result
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
 # share JOBS cores without each framework starting a pool per core. (XLA has no flag for
@@ -102,12 +103,6 @@ def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
     return {"bwrap": bwrap.path, "root": root, "description": (
         f"bubblewrap {bwrap.describe()}, {who}: no network, no capabilities, only the "
         "framework env and the shim visible (read-only), tmpfs home and /tmp")}
-
-
-def zero_result(item: dict, status: str, detail: str, points: dict | None = None) -> dict:
-    return {"student": item["student"], "assignment": item["assignment"], "status": [status],
-            "detail": [detail], "review": [], "cells": dict.fromkeys(points or {}, 0.0),
-            "seconds": 0.0, "autograded": None, "feedback": None}
 
 
 def clamp_cells(result: dict, points: dict) -> dict:

@@ -97,6 +97,13 @@ def _drain(fd: int, sink: bytearray) -> None:
             del sink[:-LOG_TAIL]
 
 
+def zero_result(item: dict, status: str, detail: str, points: dict | None = None) -> dict:
+    """The result of a submission that scores nothing: `status` and why."""
+    return {"student": item["student"], "assignment": item["assignment"], "status": [status],
+            "detail": [detail], "review": [], "cells": dict.fromkeys(points or {}, 0.0),
+            "seconds": 0.0, "autograded": None, "feedback": None}
+
+
 def run(job: dict) -> dict:
     start = time.monotonic()
     course, limits = job["course"], job["limits"]
@@ -205,11 +212,9 @@ def run_on_worker(job: dict) -> dict:
     try:
         return run({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
     except Exception as e:  # our own bug: still a result, still the next job
-        return {"student": job["student"], "assignment": job["assignment"],
-                "status": ["grading error"], "review": [],
-                "detail": [f"the grading job failed: {type(e).__name__}: {str(e)[:300]}"],
-                "cells": dict.fromkeys(job["course"]["points"], 0.0), "autograded": None,
-                "feedback": None, "kernel_log": "", "seconds": 0.0}
+        return zero_result(job, "grading error",
+                           f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
+                           job["course"]["points"])
     finally:
         if uid is not None:
             sandbox.sweep(uid)
