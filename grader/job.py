@@ -209,16 +209,21 @@ def run_on_worker(job: dict) -> dict:
             _slots["uids"] = sandbox.UidSlots(box["uid_base"], threads)
         uid = _slots["uids"].free.get()
     scratch = tempfile.mkdtemp(prefix="d2l-grading-")
+    result = None
     try:
-        return run({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
+        result = run({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
     except Exception as e:  # our own bug: still a result, still the next job
-        return zero_result(job, "grading error",
-                           f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
-                           job["course"]["points"])
+        result = zero_result(job, "grading error",
+                             f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
+                             job["course"]["points"])
     finally:
         if uid is not None:
-            sandbox.sweep(uid)
+            left = sandbox.sweep(uid)
+            if left and result is not None:  # never in silence
+                result["review"].append(f"processes of its grading uid outlived the job and "
+                                        f"every kill (pids {left[:10]})")
             _slots["uids"].free.put(uid)
         shutil.rmtree(scratch, ignore_errors=True)
+    return result
 
 

@@ -296,3 +296,23 @@ def test_progress_says_what_runs_and_how_long_is_left(monkeypatch, capsys):
     shown.stop()
     assert "grade: 1/5 done; running: eve/lazy-init-pytorch (42 s); about 2 min left" in \
         capsys.readouterr().out
+
+
+def test_processes_that_outlive_the_sweep_reach_the_review_column(monkeypatch):
+    """A process no kill could end (stuck in the kernel, say) is reported, never passed over."""
+    import queue
+
+    from grader import job, sandbox
+
+    slots = type("Slots", (), {"free": queue.Queue()})()
+    slots.free.put(4242)
+    monkeypatch.setitem(job._slots, "uids", slots)
+    monkeypatch.setattr(job.os, "getuid", lambda: 0)
+    monkeypatch.setattr(sandbox, "sweep", lambda uid: [31337] if uid == 4242 else [])
+    monkeypatch.setattr(job, "run", lambda j: job.zero_result(j, "ok", "", {}))
+    one = {"student": "ada", "assignment": "a", "course": {"points": {}},
+           "sandbox": {"bwrap": "/usr/bin/bwrap", "uid_base": 4242}}
+    result = job.run_on_worker(one)
+    assert result["review"] == ["processes of its grading uid outlived the job and every "
+                                "kill (pids [31337])"]
+    assert slots.free.get_nowait() == 4242, "the uid goes back to the worker's slots"
