@@ -60,7 +60,7 @@ def discover(submissions: Path, model: dict) -> tuple[list[dict], list[str]]:
     """The (student, assignment) pairs to grade and warnings; UsageError if the layout is off.
 
     An item is {student, assignment, path} plus `problem` (status, detail) when it cannot be
-    graded; `path` is read later, by read_notebook.
+    graded; `path` is read later, by read_regular_file.
     """
     layout = ("Expected nbgrader's layout, one folder per student holding one folder per "
               "assignment:\n    SUBMISSIONS/<student_id>/<assignment>/<assignment>.ipynb\n"
@@ -169,8 +169,9 @@ def _notebook_item(folder: Path, student: str, assignment: str, model: dict) -> 
     return item
 
 
-def read_notebook(path: str, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
-    """The notebook's bytes: a regular file, no link followed, at most `limit` bytes.
+def read_regular_file(path: str, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
+    """A submitted file's bytes (a notebook, a timestamp): a regular file, no link followed,
+    at most `limit` bytes.
 
     OSError (ELOOP for a link swapped in since discovery) or ValueError on anything else.
     """

@@ -194,7 +194,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
                 finish(item, zero_result(item, *item["problem"], m["points"] if m else None))
                 continue
             try:
-                data = collect.read_notebook(item["path"])
+                data = collect.read_regular_file(item["path"])
             except (OSError, ValueError) as e:
                 why = getattr(e, "strerror", None) or e
                 finish(item, zero_result(item, "not a notebook file",

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from datetime import UTC, datetime
 
+from grader import collect
 from grader.course import UsageError
 
 MAX_TIMESTAMP_BYTES = 1024
@@ -55,16 +55,14 @@ def read_timestamp(folder: str):
     """
     from nbgrader.utils import parse_utc
 
-    path = os.path.join(folder, "timestamp.txt")
     try:
-        st = os.lstat(path)
+        data = collect.read_regular_file(os.path.join(folder, "timestamp.txt"),
+                                         MAX_TIMESTAMP_BYTES)
     except FileNotFoundError:
         return None, None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TIMESTAMP_BYTES:
+    except (OSError, ValueError):  # a link, a FIFO, a folder, too large
         return None, "timestamp.txt is not a small regular file; counted as on time"
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        text = f.read(MAX_TIMESTAMP_BYTES).decode("utf-8", "replace").strip()
+    text = data.decode("utf-8", "replace").strip()
     try:
         return parse_utc(text), None
     except Exception:

@@ -316,3 +316,25 @@ def test_processes_that_outlive_the_sweep_reach_the_review_column(monkeypatch):
     assert result["review"] == ["processes of its grading uid outlived the job and every "
                                 "kill (pids [31337])"]
     assert slots.free.get_nowait() == 4242, "the uid goes back to the worker's slots"
+
+
+def test_a_timestamp_is_read_as_an_untrusted_file(tmp_path):
+    """A link to another date, a FIFO that would block a reader, a huge file: each is on time,
+    with a word saying why, and none is followed or waited on."""
+    import os
+
+    from grader import late
+
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("2020-01-01 00:00:00 UTC\n")
+    kinds = {"link": lambda p: p.symlink_to(elsewhere), "fifo": lambda p: os.mkfifo(p),
+             "huge": lambda p: p.write_text("2020-01-01 00:00:00 UTC" + " " * 4096)}
+    for kind, make in kinds.items():
+        (tmp_path / kind).mkdir()
+        make(tmp_path / kind / "timestamp.txt")
+        when, problem = late.read_timestamp(str(tmp_path / kind))
+        assert when is None and "not a small regular file" in problem, kind
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "timestamp.txt").write_text("2020-01-01 00:00:00 UTC\n")
+    assert late.read_timestamp(str(tmp_path / "plain"))[0].year == 2020
+    assert late.read_timestamp(str(tmp_path)) == (None, None), "no timestamp: on time"
