@@ -309,8 +309,6 @@ def _user_exists(uid: int) -> bool:
         return False
 
 
-
-
 def processes_of(uid: int) -> list[int]:
     """The pids of every living process whose real uid is `uid` (a zombie has ended: it
     waits only for its parent to notice)."""
