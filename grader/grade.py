@@ -211,6 +211,9 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
                 "student": item["student"], "assignment": item["assignment"],
                 "notebook": base64.b64encode(data).decode(), "course": course_part,
                 "limits": limits,
+                # the feedback page shows it, as nbgrader's does; the client records it
+                "late_penalty": late.assess(rules, item["assignment"],
+                                            item["timestamp"])["penalty"],
                 "seeds": {gid: seed(secret, item["student"], item["assignment"], gid)
                           for gid in m["tests"]},
                 "sandbox": {"bwrap": box["bwrap"], "uid_base": settings["uid_base"],

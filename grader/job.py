@@ -187,7 +187,8 @@ def run(job: dict) -> dict:
         result["detail"].append(detail)
     result["review"] += client.review
     result["autograded"] = nbformat.writes(nb)
-    result["feedback"] = report.feedback_html(nb, result, course)
+    result["feedback"] = report.feedback_html(nb, result, course,
+                                              late_penalty=job.get("late_penalty", 0.0))
     return finish()
 
 

@@ -69,9 +69,10 @@ def read_timestamp(folder: str):
         return None, f"timestamp.txt holds no date ({text[:40]!r}); counted as on time"
 
 
-def assess(rules: dict, assignment: str, submitted: datetime | None, score: float) -> dict:
+def assess(rules: dict, assignment: str, submitted: datetime | None,
+           score: float | None = None) -> dict:
     """{timestamp, due (ISO, UTC), seconds, penalty}: how late, and what it costs (at most
-    `score`)."""
+    `score`, when it is given)."""
     due = rules["due"].get(assignment)
     found = {"timestamp": submitted and submitted.isoformat(), "due": due and due.isoformat(),
              "seconds": 0.0, "penalty": 0.0}
@@ -80,8 +81,13 @@ def assess(rules: dict, assignment: str, submitted: datetime | None, score: floa
     seconds = max((_utc(submitted) - _utc(due)).total_seconds(), 0.0)
     period = PERIODS[rules["penalty"]]
     penalty = math.ceil(seconds / period) * rules["points"] if period and seconds else 0.0
-    found.update(seconds=seconds, penalty=min(penalty, max(score, 0.0)))
+    found.update(seconds=seconds, penalty=penalty if score is None else capped(penalty, score))
     return found
+
+
+def capped(penalty: float, score: float) -> float:
+    """The penalty as it is taken: never more than the score, so no score goes below zero."""
+    return min(penalty, max(score, 0.0))
 
 
 def _utc(when: datetime) -> datetime:

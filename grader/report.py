@@ -161,14 +161,19 @@ def _exporter():
     return HTMLExporter(config=c)
 
 
-def feedback_html(nb, result: dict, course: dict) -> str:
+def feedback_html(nb, result: dict, course: dict, late_penalty: float = 0.0) -> str:
+    """The student's page; the score after the late penalty, which it names, as nbgrader's
+    feedback does."""
     from nbconvert.preprocessors.sanitize import SanitizeHTML
+
+    from grader.late import capped
 
     fb = feedback_notebook(nb, result, course)
     fb, _ = SanitizeHTML().preprocess(fb, {})
     score = sum(result["cells"].values())
-    resources = {"nbgrader": {"notebook": course["notebook"], "score": score,
-                              "max_score": course["max_score"], "late_penalty": 0}}
+    late = capped(late_penalty, score)
+    resources = {"nbgrader": {"notebook": course["notebook"], "score": score - late,
+                              "max_score": course["max_score"], "late_penalty": late}}
     body, _ = _exporter().from_notebook_node(fb, resources=resources)
     return body
 

@@ -86,6 +86,9 @@ def test_late_submissions_are_marked_and_penalized(course):
     assert late["late"] == "2.5 h late, -3 points", late
     assert float(late["score"]) == float(rows["ada"]["score"]) - 3
     assert sum(float(late[e]) for e in ("ex1", "ex2", "ex3")) - 3 == float(late["score"])
+    page = (course["build"] / "feedback" / "ada-late" / NB / f"{NB}.html").read_text()
+    assert f"(Score: {float(late['score']):.1f} / 15.0)" in page, "the student sees it too"
+    assert "Late submission penalty (Score: -3.0)" in page
     odd = rows["ada-odd"]
     assert odd["late"] == "" and odd["score"] == rows["ada"]["score"]
     assert "timestamp.txt holds no date" in odd["detail"]
