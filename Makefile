@@ -5,7 +5,7 @@
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  JupyterLab with the four framework kernels
-#   make bench                benchmarks -> build/bench.json
+#   make bench                benchmarks -> build/bench.json       (BENCH=verdicts,grading)
 #   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
 
 SHELL := /bin/bash
@@ -47,6 +47,7 @@ STUDENTS ?=
 SCHEDULER ?=
 LMS ?=
 ROSTER ?= roster.csv
+BENCH ?=
 .PHONY: release grade export lab bench
 release: setup
 	@$(TOOLS)/python -m grader release --course "$(COURSE)"
@@ -63,7 +64,7 @@ lab: setup
 	@$(TOOLS)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
-	@PYTHON=$(PYTHON) $(TOOLS)/python ci/bench.py
+	@PYTHON=$(PYTHON) $(TOOLS)/python ci/bench.py $(if $(BENCH),--only $(BENCH))
 
 # Colab's stack (Python 3.13, torch 2.11 CUDA build: several GB) in .venvs/colab, a stand-in
 # google.colab, each set-up cell run for real; see ci/colab.py. Not part of `make test`.

@@ -367,6 +367,43 @@ def bench_sandbox(rounds: int = 2) -> dict:
             "target": "<= 1.10", "met": ratio <= 1.10}
 
 
+# The last commit whose verdicts came from the student's kernel (before the checks ran
+# outside it, judged against the reference solution's run).
+VERDICTS_BASELINE = "0220edc"
+
+
+def bench_verdicts(rounds: int = 2) -> dict:
+    """What judging outside the kernel costs: the sample class graded by this grader and by
+    the one before, each with its own course (today's checks cannot run on the old grader),
+    alternating, best of `rounds`. This grader's time includes the reference solution's run."""
+    sample = ROOT / "tests" / "grading" / "sample_class"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        before = tmp / "before"
+        done = subprocess.run(["git", "worktree", "add", "--detach", str(before),
+                               VERDICTS_BASELINE], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"error": f"git worktree add {VERDICTS_BASELINE} failed (a shallow clone? "
+                             f"fetch the history): {done.stderr.strip()[-200:]}", "met": False}
+        try:
+            seconds: dict[str, list[float]] = {"before": [], "after": []}
+            for r in range(rounds):
+                for name, cwd in (("before", before), ("after", ROOT)):
+                    build = tmp / f"build-{name}-{r}"
+                    quiet([str(TOOLS_PY), "-m", "grader", "release", "--build", str(build)],
+                          cwd=cwd)
+                    seconds[name].append(quiet(
+                        [str(TOOLS_PY), "-m", "grader", "grade", "--submissions", str(sample),
+                         "--jobs", "2", "--build", str(build)], cwd=cwd))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
+                           capture_output=True)
+    ratio = min(seconds["after"]) / min(seconds["before"])
+    return {"baseline": VERDICTS_BASELINE, "before_s": round(min(seconds["before"]), 1),
+            "after_s": round(min(seconds["after"]), 1), "ratio": round(ratio, 2),
+            "runs": seconds, "target": "<= 1.3", "met": ratio <= 1.3}
+
+
 def bench_setup() -> dict:
     """`make setup` from scratch into a temporary folder; pip's cache is warm by now."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -433,7 +470,7 @@ def plot(results: dict) -> None:
 
 def main() -> int:
     parts = {"run-all": bench_run_all, "grading": bench_grading, "sandbox": bench_sandbox,
-             "overhead": bench_overhead, "cluster": bench_cluster,
+             "overhead": bench_overhead, "cluster": bench_cluster, "verdicts": bench_verdicts,
              "apply-init": bench_apply_init, "setup": bench_setup, "shapes": bench_shapes}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
@@ -455,6 +492,11 @@ def main() -> int:
         print(f"{'run-all vs serial nbconvert':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
               f"{r['met']}  ({r['run_all_s']} s vs {r['serial_nbconvert_s']} s; floor: "
               f"imports + kernel starts {r['floor_serial_s']} s)")
+    if "verdicts" in results and "error" not in results["verdicts"]:
+        r = results["verdicts"]
+        print(f"{'checks outside vs in the kernel':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
+              f"{r['met']}  (sample class, JOBS=2, reference run included: {r['after_s']} s "
+              f"vs {r['before_s']} s at {r['baseline']})")
     if "grading" in results:
         r = results["grading"]
         print(f"{'grading JOBS=2 vs JOBS=1':<34}{r['speedup']:>21.2f}x  {'>= 1.8':<14}"

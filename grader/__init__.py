@@ -11,7 +11,10 @@ An instructor's tool, run as `make release`, `make grade` and `make export`
   gradebook the class's record: scores in nbgrader's gradebook, the rest beside it; CSV rows
   late      due dates, timestamps and late penalties
   export    grades as Canvas or Moodle import them
-  job       one submission: restore, audit, execute, verdicts, artifacts
+  job       one submission: restore, audit, execute, verdicts, artifacts; and the
+            reference solution's run, whose check reports are the expected side
+  checks    the verdicts: a cell's observations judged against the reference's
+  observe   what runs in the kernel after the last cell: the checks, observing plain data
   restore   the notebook that is graded: test and read-only cells put back whole
   audit     the static audit of the student's code (the `review` column)
   execute   nbclient, hardened: verdicts, output cap, dead and stubborn kernels, the guard

@@ -17,9 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from grader.checks import END_MARKER, HIDDEN_MARKER, check_source
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COURSE = ROOT / "exercises"
-HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
 
 
 class UsageError(Exception):
@@ -167,9 +168,12 @@ def grading_secret(build: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def seed(secret: bytes, student: str, assignment: str, cell: str) -> int:
-    """The same for a regrade of the same student's cell, different between students."""
-    mac = hmac.new(secret, f"{student}\0{assignment}\0{cell}".encode(), hashlib.sha256)
+def seed(secret: bytes, student: str, assignment: str, cell: str, answers: str = "") -> int:
+    """The same for a regrade of the same notebook, different between students and between
+    one student's submissions (`answers`: a digest of the notebook's bytes), so that sizes
+    seen in one round's feedback say nothing of the next one's."""
+    mac = hmac.new(secret, f"{student}\0{assignment}\0{cell}\0{answers}".encode(),
+                   hashlib.sha256)
     return int.from_bytes(mac.digest()[:8], "big") % (2**31 - 1)
 
 
@@ -195,11 +199,11 @@ def course_model(course: Path, build: Path) -> dict:
                                                  for c in nb.grade_cells},
                                       "stored": stored}
     for name, m in model.items():
-        source = nbformat.read(build / "source" / name / f"{m['notebook']}.ipynb",
-                               as_version=4)
+        m["source_file"] = str(build / "source" / name / f"{m['notebook']}.ipynb")
+        source = nbformat.read(m["source_file"], as_version=4)
         released = nbformat.read(build / "release" / name / f"{m['notebook']}.ipynb",
                                  as_version=4)
-        cells, tests, hidden = [], [], []
+        cells, tests, hidden, checks = [], [], [], {}
         for cell in source.cells:
             cell = copy.deepcopy(cell)
             if cell.cell_type == "code":
@@ -211,17 +215,39 @@ def course_model(course: Path, build: Path) -> dict:
                                  "gradebook; run `make release` again")
             if gid and meta.get("grade") and cell.cell_type == "code":
                 tests.append(gid)
-                if HIDDEN_MARKER in cell.source:
+                has_check = HIDDEN_MARKER in cell.source
+                if has_check and not _visible_part(cell.source):
                     hidden.append(gid)
+                if has_check and m["points"].get(gid):  # a 0-point cell's region: stand-ins
+                    checks[gid] = check_source(cell.source)
+                elif m["points"].get(gid):
+                    raise UsageError(
+                        f"{name}: test cell {gid} has no check. Its points are given by the "
+                        "observations of its hidden region (### BEGIN HIDDEN TESTS), compared "
+                        "with the reference solution's: see exercises/README.md, 'Writing a "
+                        "check'")
             cells.append(cell)
         kernelspec = dict(source.metadata.get("kernelspec", {}))
         if not kernelspec.get("name"):
             raise UsageError(f"{name}: the source notebook names no kernel")
         del m["stored"]
-        m.update(cells=cells, tests=tests, hidden=hidden, kernelspec=kernelspec,
+        m.update(cells=cells, tests=tests, hidden=hidden, checks=checks, kernelspec=kernelspec,
                  kernel=kernelspec["name"], max_score=sum(m["points"].values()),
                  released={c.metadata.nbgrader["grade_id"]: c for c in released.cells
                            if (c.metadata.get("nbgrader") or {}).get("grade_id")})
     return model
+
+
+def _visible_part(cell_source: str) -> str:
+    """What of a test cell students see and run, comments and blank lines aside."""
+    lines, inside = [], False
+    for line in cell_source.splitlines():
+        if line.strip().startswith(HIDDEN_MARKER):
+            inside = True
+        elif line.strip().startswith(END_MARKER):
+            inside = False
+        elif not inside and line.strip() and not line.strip().startswith("#"):
+            lines.append(line)
+    return "\n".join(lines)
 
 

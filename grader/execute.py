@@ -2,10 +2,11 @@
 
 nbclient's NotebookClient does the protocol. Where it falls short for hostile code:
 
-- Verdicts: nbgrader scores a test cell from its outputs, which the code in the kernel
-  writes (a suppressed traceback, or a forged execute_result, passes). Here the execute_reply's
-  status is recorded for every cell, and the grader's guard (kernel_guard.py) checks after
-  every cell that nothing changed how later cells run or report.
+- Verdicts: nbgrader scores a test cell from its outputs and replies, which the code in the
+  kernel writes (a suppressed traceback, a forged execute_result or a forged "ok" reply
+  passes). Here no reply decides anything: the checks' observations do (below). The
+  grader's guard (kernel_guard.py) checks after every cell that nothing changed how later
+  cells run or report, for the review column.
 - A kernel that dies (os._exit, a crash) raises DeadKernelError and nbclient gives up on the
   notebook; here the cell gets an error, every later cell is marked as not run, and the scores
   earned before still count.
@@ -13,8 +14,12 @@ nbclient's NotebookClient does the protocol. Where it falls short for hostile co
   later cell wait out its timeout too. Such a kernel is stopped.
 - Output is counted as it arrives, every byte of every message (streams, rich data and its
   metadata, tracebacks, display updates), and cut at a limit per cell and per notebook.
-- Hidden tests run without history, seeded per student, and afterwards the guard puts back
-  the names they bound and forgets their source and last exception.
+- Checks: after the last cell, each test cell's check (its hidden region) runs in the
+  kernel (grader/observe.py) and its observations come back as data; verdicts are made
+  from them outside (grader/checks.py). What the kernel emits from then on never reaches
+  the notebook, so nothing the hidden code shows can get into the feedback. A kernel that
+  died or was stopped is started again and the cells before that point replayed, so that
+  the work done before still counts.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import time
 
 import zmq
+import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import channel_socket_types
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -34,8 +40,12 @@ from nbclient.util import ensure_async, run_sync
 from nbformat.v4 import new_output
 from traitlets import Instance
 
-MAX_MESSAGE_BYTES = 64 * 2**20  # one kernel message; a larger one ends the connection
 GUARD = "__import__('sys').modules['_d2l_grading_guard']"
+OBSERVE = "__import__('sys').modules['_d2l_grading_observe']"
+# One frame of a kernel message; a larger one ends the connection. zmq counts each frame on
+# its own and buffers a message whole: what bounds the total is the job's own process
+# (grader/job.py, run_bounded).
+MAX_MESSAGE_BYTES = 64 * 2**20
 MEMORY_WORDS = ("memoryerror", "cannot allocate memory", "can't allocate memory", "bad_alloc",
                 "out of memory", "resource_exhausted", "resourceexhausted",
                 "failed to allocate")
@@ -84,12 +94,15 @@ def label(cell, index: int) -> str:
 
 class GradingClient(NotebookClient):
     """Executes the notebook; `plan` says, per cell index, what the grader does around it:
-    {"test": bool, "hidden": bool, "seed": int, "binds": [...], "imports": [...],
-     "course": bool}. Results: `replies` (index -> status), `events`, `review`."""
+    {"test": bool, "seed": int, "binds": [...], "imports": [...], "course": bool}.
+    `checks` are (grade id, check source); after the last cell they run once for each of
+    `seed_sets` (grade id -> seed). Results: `reports` (one {grade id: report text or None}
+    per seed set), `events`, `review`."""
 
     def __init__(self, nb, km, *, plan: dict, guard_source: str, guard_config: dict,
                  max_output_chars: int, max_notebook_chars: int, deadline: float,
-                 time_limit: int, **kw):
+                 time_limit: int, checks: list[tuple[str, str]] = (),
+                 seed_sets: list[dict] = (), observe_source: str = "", **kw):
         super().__init__(nb, km=km, allow_errors=True, interrupt_on_timeout=True,
                          raise_on_iopub_timeout=True, record_timing=False,
                          store_widget_state=False, **kw)
@@ -100,7 +113,6 @@ class GradingClient(NotebookClient):
         self.plan = plan
         self.guard_source, self.guard_config = guard_source, guard_config
         self.max_output_chars, self.max_notebook_chars = max_output_chars, max_notebook_chars
-        self.replies: dict[int, str] = {}
         self.events: list[tuple[str, str]] = []
         self.review: list[str] = []
         self._dead: str | None = None
@@ -111,11 +123,11 @@ class GradingClient(NotebookClient):
         self._guard_broken = False
         self.deadline, self.time_limit = deadline, time_limit  # the whole submission's
         self._expired = False
-        self.on_cell_executed = self._record_reply
-
-    def _record_reply(self, cell, cell_index, execute_reply):
-        if execute_reply is not None:
-            self.replies[cell_index] = execute_reply["content"].get("status", "error")
+        self.checks, self.seed_sets, self.observe_source = list(checks), list(seed_sets), \
+            observe_source
+        self.reports: list[dict] = []
+        self._died_at: int | None = None  # the cell in which the kernel died or was stopped
+        self._checks_stopped = False
 
     def _event(self, kind: str, detail: str) -> None:
         self.events.append((kind, detail))
@@ -193,6 +205,8 @@ class GradingClient(NotebookClient):
                 for index, cell in enumerate(self.nb.cells):
                     await self.async_execute_cell(
                         cell, index, execution_count=self.code_cells_executed + 1)
+                if self.checks and self.seed_sets:
+                    await self._run_checks(kwargs)
         finally:
             watchdog.cancel()
             if await ensure_async(self.km.is_alive()):
@@ -220,12 +234,10 @@ class GradingClient(NotebookClient):
             return cell
         if plan.get("course"):  # nothing a student's cell installed decides how this runs
             seed = plan["seed"] if plan.get("test") else None
-            binds = plan["binds"] if plan.get("hidden") else None
-            await self._guard(where, f"before(True, {seed!r}, {binds!r})")
+            await self._guard(where, f"before(True, {seed!r}, None)")
         self._timed_out = False
         try:
-            cell = await super().async_execute_cell(cell, cell_index, execution_count,
-                                                    store_history=not plan.get("hidden"))
+            cell = await super().async_execute_cell(cell, cell_index, execution_count)
         except DeadKernelError:
             if self._expired:
                 self._event("submission timeout", f"the submission ran longer than "
@@ -235,6 +247,7 @@ class GradingClient(NotebookClient):
                     "error", ename="SubmissionTimeout", evalue="out of time",
                     traceback=["SubmissionTimeout: the submission ran out of time here"]))
                 self._dead = "not run: the submission ran out of time"
+                self._died_at = cell_index
                 return cell
             code = await self._exit_code()
             why = f" ({code})" if code else ""
@@ -244,6 +257,7 @@ class GradingClient(NotebookClient):
                 "error", ename="DeadKernelError", evalue=f"the kernel died{why}",
                 traceback=[f"DeadKernelError: the kernel died while running this cell{why}"]))
             self._dead = f"not run: the kernel died in {where}"
+            self._died_at = cell_index
             return cell
         except CellTimeoutError:
             # Interrupted after the timeout, the kernel did not even finish the cell's
@@ -268,12 +282,116 @@ class GradingClient(NotebookClient):
             self._event("output truncated", f"output of {where} cut to "
                                              f"{self.max_output_chars} characters")
         self._limits_hit(cell, where)
-        hidden = cell.source if plan.get("hidden") else None
         expected = plan.get("binds", []) if plan.get("course") else []
-        await self._guard(where, f"after({hidden!r}, {expected!r}, {plan.get('imports', [])!r})")
+        await self._guard(where, f"after(None, {expected!r}, {plan.get('imports', [])!r})")
         return cell
 
     execute_cell = run_sync(async_execute_cell)
+
+    # ---------------------------------------------------------------------- the checks
+
+    async def _run_checks(self, start_kwargs: dict) -> None:
+        """Each check once per seed set; what the kernel emits now reaches no notebook."""
+        if self._died_at is not None:
+            if self._expired or not await self._restart_and_replay(start_kwargs):
+                self.reports = [dict.fromkeys(s) for s in self.seed_sets]
+                return
+        else:  # a replayed kernel has no guard: its cells ran quietly, unchecked
+            await self._guard("before the checks", "before(True, None, None)")
+        status, why = await self._silent(
+            "def __d2l_observe_install():\n"
+            "    import sys, types\n"
+            "    m = types.ModuleType('_d2l_grading_observe')\n"
+            f"    exec(compile({self.observe_source!r}, '<grading checks>', 'exec'), "
+            "m.__dict__)\n"
+            "    sys.modules['_d2l_grading_observe'] = m\n"
+            "__d2l_observe_install()\n"
+            "del __d2l_observe_install\n", timeout=60)
+        if status != "ok":
+            self.review.append(f"the grader's checks could not start in the kernel ({why})")
+        drain = asyncio.ensure_future(self._discard_output())
+        try:
+            await self._checks_for_each_seed_set(status)
+        finally:
+            drain.cancel()
+
+    async def _discard_output(self) -> None:
+        """What the kernel emits while the checks run is read and dropped: it reaches no
+        notebook, and does not pile up in this process."""
+        while True:
+            try:
+                await ensure_async(self.kc.iopub_channel.get_msg(timeout=1))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # queue.Empty, or the kernel gone
+                await asyncio.sleep(0.05)
+
+    async def _checks_for_each_seed_set(self, status: str) -> None:
+        for seeds in self.seed_sets:
+            reports = {}
+            for gid, source in self.checks:
+                if status != "ok" or self._expired or self._checks_stopped:
+                    reports[gid] = None
+                    continue
+                reports[gid] = await self._check(gid, source, seeds.get(gid, 0))
+            self.reports.append(reports)
+
+    async def _check(self, gid: str, source: str, seed: int) -> str | None:
+        """One check's report (JSON text as the kernel sent it), or None."""
+        state, value = await self._silent(f"{OBSERVE}.run({source!r}, {seed!r})",
+                                          f"{OBSERVE}.last", timeout=self.timeout)
+        if state == "timeout" and not await ensure_async(self.km.is_alive()):
+            self._checks_stopped = True
+            self._event("kernel died", f"the kernel died in the checks of {gid}; later "
+                                       "checks did not run")
+            return None
+        if state == "timeout":
+            self._event("timeout", f"the checks of {gid} ran longer than {self.timeout} s")
+            try:
+                await ensure_async(self.km.interrupt_kernel())
+            except Exception:
+                pass
+            if not await self._responds(grace=10):
+                self._checks_stopped = True
+                await self._stop(f"the checks of {gid}")
+            return None
+        if state != "ok" or not isinstance(value, str):
+            return None
+        try:
+            return _literal(value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+
+    async def _restart_and_replay(self, start_kwargs: dict) -> bool:
+        """A fresh kernel with the cells before the one it died in run again, quietly."""
+        try:
+            if await ensure_async(self.km.is_alive()):
+                await ensure_async(self.km.shutdown_kernel(now=True))
+            if self.kc is not None:
+                # its channels closed, not its zmq context: the manager still uses that
+                self.kc._created_context = False
+                self.kc.stop_channels()
+                self.kc = None
+            if self.km.context.closed:  # a shutdown without restart destroys it
+                self.km.context = zmq.asyncio.Context()
+                self.km._created_context = True
+            await self.async_start_new_kernel(**start_kwargs)
+            await self.async_start_new_kernel_client()
+        except Exception as e:
+            self.review.append(f"the kernel could not be started again for the checks "
+                               f"({type(e).__name__})")
+            return False
+        for cell in self.nb.cells[: self._died_at]:
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+                continue  # it ignored the interrupt once: not again
+            state, _ = await self._silent(cell.source, timeout=self.timeout)
+            if state == "timeout" and not await self._responds(grace=10):
+                return False
+            if self._expired:
+                return False
+        return True
 
     def _limits_hit(self, cell, where: str) -> None:
         for out in cell.get("outputs", []):
@@ -290,6 +408,8 @@ class GradingClient(NotebookClient):
         self._event("timeout", f"{where} ran longer than {self.timeout} s and ignored the "
                                "interrupt; the kernel was stopped and later cells did not run")
         self._dead = f"not run: the kernel was stopped in {where}"
+        self._died_at = next((i for i, c in enumerate(self.nb.cells)
+                              if label(c, i) == where), len(self.nb.cells))
         try:
             await ensure_async(self.km.shutdown_kernel(now=True))
         except Exception:  # already gone
@@ -332,7 +452,9 @@ class GradingClient(NotebookClient):
         if kind.startswith("comm"):
             return None  # widgets: nothing to show in a graded notebook
         content = msg["content"]
-        size = len(json.dumps(content, default=str))
+        # every frame counts: binary buffers too, which the JSON of the content omits
+        size = len(json.dumps(content, default=str)) + sum(
+            len(b) for b in msg.get("buffers") or [])
         used = self._chars.get(cell_index, 0)
         left = min(self.max_output_chars - used, self.max_notebook_chars - self._total)
         if size > left:

@@ -10,6 +10,7 @@ JOBS=1 and JOBS=8, or a cluster of 50 machines, write the same grades.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import sys
@@ -135,6 +136,10 @@ def write_artifacts(build: Path, r: dict, model: dict) -> None:
     logs.mkdir(parents=True)
     for log in ("job_log", "kernel_log"):
         (logs / f"{log.replace('_', '.')}").write_text(r.get(log) or "", encoding="utf-8")
+    failed = r.get("failed") or {}  # what each check found wrong, in the course's words
+    (logs / "checks.log").write_text("".join(
+        f"{gid}: {'; '.join(why)}\n" for gid, why in sorted(failed.items())) or
+        "every check agreed with the reference\n", encoding="utf-8")
 
 
 def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: bool = False,
@@ -186,55 +191,37 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         results.append(result)
         shown.done(result, m)
 
-    def jobs_to_run():
-        """(key, job) for each submission to run, its notebook read as it is submitted."""
-        for n, item in enumerate(items):
-            m = model.get(item["assignment"])
-            if "problem" in item:
-                finish(item, zero_result(item, *item["problem"], m["points"] if m else None))
-                continue
-            try:
-                data = collect.read_regular_file(item["path"])
-            except (OSError, ValueError) as e:
-                why = getattr(e, "strerror", None) or e
-                finish(item, zero_result(item, "not a notebook file",
-                                         f"could not read the notebook: {why}", m["points"]))
-                continue
-            item["timestamp"], item["timestamp_problem"] = late.read_timestamp(
-                os.path.dirname(item["path"]))
-            kernel = kernels[m["kernel"]]
-            course_part = {k: m[k] for k in ("notebook", "points", "cells", "released",
-                                             "tests", "hidden", "kernelspec", "max_score")}
-            key = f"grade-{n}"
-            keys[key] = item
-            yield key, f"{item['student']}/{item['assignment']}", {
-                "student": item["student"], "assignment": item["assignment"],
-                "notebook": base64.b64encode(data).decode(), "course": course_part,
-                "limits": limits,
-                # the feedback page shows it, as nbgrader's does; the client records it
-                "late_penalty": late.assess(rules, item["assignment"],
-                                            item["timestamp"])["penalty"],
-                "seeds": {gid: seed(secret, item["student"], item["assignment"], gid)
-                          for gid in m["tests"]},
-                "sandbox": {"bwrap": box["bwrap"], "uid_base": settings["uid_base"],
-                            **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}}
-
-    def done(key: str, result) -> None:
-        item = keys.pop(key)
-        if isinstance(result, Exception):  # a worker died too often, or a bug of ours
-            why = ("the worker grading it died, each time it was tried"
-                   if type(result).__name__ == "KilledWorker" else
-                   f"{type(result).__name__}: {str(result)[:200]}")
-            result = zero_result(item, "grading error", why,
-                                 model[item["assignment"]]["points"])
-        finish(item, result)
-
-    keys: dict[str, dict] = {}
+    planned = plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finish)
     pool = cluster.Pool(jobs, scheduler)
     print(f"grade: running on {pool.where}", flush=True)
     try:
         shown.watch(pool)
-        pool.run(jobs_to_run(), done, window=pool.workers())
+        expected = run_references(pool, planned, model, kernels, limits, box, settings)
+
+        def student_jobs():
+            for key, label, item, job in planned:
+                problem = expected[item["assignment"]]["problem"]
+                if problem:
+                    finish(item, zero_result(item, "grading error", problem,
+                                             model[item["assignment"]]["points"]))
+                    continue
+                job["expected"] = expected[item["assignment"]]["reports"][key]
+                keys[key] = item
+                yield key, label, job
+
+        def done(key: str, result) -> None:
+            item = keys.pop(key)
+            if isinstance(result, Exception):  # a worker died too often, or a bug of ours
+                why = ("the worker grading it died, each time it was tried (a worker is "
+                       f"restarted when it passes {cluster.MEMORY_LIMIT})"
+                       if type(result).__name__ == "KilledWorker" else
+                       f"{type(result).__name__}: {str(result)[:200]}")
+                result = zero_result(item, "grading error", why,
+                                     model[item["assignment"]]["points"])
+            finish(item, result)
+
+        keys: dict[str, dict] = {}
+        pool.run(student_jobs(), done, window=pool.workers())
     finally:
         shown.stop()
         pool.close()
@@ -247,14 +234,99 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     for suffix in ("-journal", "-wal", "-shm"):
         Path(f"{gradebook_file}{suffix}").unlink(missing_ok=True)
     for r in results:
-        write_artifacts(build, r, model)
+        try:
+            write_artifacts(build, r, model)
+        except (OSError, ValueError) as e:  # this student's row says so; the others go on
+            r["status"].append("grading error")
+            r["detail"].append(f"its files could not be written: {type(e).__name__}: "
+                               f"{str(e)[:200]}")
     gradebook.record(build, results, model)
     rows = gradebook.rows(build, model)
     report.write_csv(build / "grades.csv", rows, gradebook.exercises(model))
     graded = {(r["student"], r["assignment"]) for r in results}
     summary([r for r in rows if (r["student"], r["assignment"]) in graded], len(rows), wall,
             pool.where, build, box)
+    failed = cluster.all_failed_message(results)
+    if failed:
+        print(failed, flush=True)
+        return 1
     return 0
+
+
+def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finish):
+    """(key, label, item, job) for each submission to run, its notebook read once, as it
+    is submitted; those that cannot run are finished here with a row saying why."""
+    planned = []
+    for n, item in enumerate(items):
+        m = model.get(item["assignment"])
+        if "problem" in item:
+            finish(item, zero_result(item, *item["problem"], m["points"] if m else None))
+            continue
+        try:
+            data = collect.read_regular_file(item["path"])
+        except (OSError, ValueError) as e:
+            why = getattr(e, "strerror", None) or e
+            finish(item, zero_result(item, "not a notebook file",
+                                     f"could not read the notebook: {why}", m["points"]))
+            continue
+        item["timestamp"], item["timestamp_problem"] = late.read_timestamp(
+            os.path.dirname(item["path"]))
+        answers = hashlib.sha256(data).hexdigest()
+        job = {"student": item["student"], "assignment": item["assignment"],
+               "notebook": base64.b64encode(data).decode(),
+               "course": course_part(m), "limits": limits,
+               # the feedback page shows it, as nbgrader's does; the client records it
+               "late_penalty": late.assess(rules, item["assignment"],
+                                           item["timestamp"])["penalty"],
+               "seeds": {gid: seed(secret, item["student"], item["assignment"], gid, answers)
+                         for gid in m["tests"]},
+               "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}
+        planned.append((f"grade-{n}", f"{item['student']}/{item['assignment']}", item, job))
+    return planned
+
+
+def course_part(m: dict) -> dict:
+    return {k: m[k] for k in ("notebook", "points", "cells", "released", "tests", "hidden",
+                              "checks", "kernelspec", "max_score")}
+
+
+def sandbox_part(box: dict, settings: dict, kernel: dict) -> dict:
+    return {"bwrap": box["bwrap"], "uid_base": settings["uid_base"],
+            **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}
+
+
+def run_references(pool, planned, model, kernels, limits, box, settings) -> dict:
+    """For each assignment, the reference solution's check reports for every submission's
+    seeds, from one run of the source notebook in a kernel of its own:
+    {assignment: {"reports": {key: {grade id: report}}, "problem": str | None}}."""
+    wanted: dict[str, list] = {}
+    for key, _, item, job in planned:
+        wanted.setdefault(item["assignment"], []).append((key, job["seeds"]))
+    found = {name: {"reports": {}, "problem": "the reference solution was not run"}
+             for name in wanted}
+    jobs = []
+    for name, seed_sets in sorted(wanted.items()):
+        m = model[name]
+        source = Path(m["source_file"])
+        jobs.append((f"reference-{name}", f"reference/{name}", {
+            "reference": True, "student": "(reference)", "assignment": name,
+            "notebook": base64.b64encode(source.read_bytes()).decode(),
+            "course": course_part(m), "limits": limits, "seed_sets": seed_sets,
+            "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}))
+
+    def done(key: str, result) -> None:
+        name = key.removeprefix("reference-")
+        if isinstance(result, Exception) or "reports" not in result:
+            why = result if isinstance(result, Exception) else "; ".join(result["detail"])
+            result = {"reports": {}, "problem": f"the reference solution could not be run: "
+                                                f"{str(why)[:300]}"}
+        if result["problem"]:
+            print(f"grade: {name}: {report.escape_text(result['problem'])}", flush=True)
+        found[name] = result
+
+    if jobs:
+        pool.run(iter(jobs), done, window=pool.workers())
+    return found
 
 
 def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,

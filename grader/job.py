@@ -6,6 +6,10 @@ It reads no gradebook and writes nothing but the sandbox's socket directory, so 
 any worker that has the same checkout and envs. A submission that runs past its time limit
 has its kernel killed and its later cells marked as not run.
 
+Its verdicts are the comparison, in this process, of what the checks observed in the
+student's kernel with `expected`: the reports of the same checks on the reference solution,
+for the same seeds, made by run_reference (one job per assignment and grading run).
+
 Run by a grading worker (grader/cluster.py) through run_on_worker.
 """
 
@@ -22,12 +26,14 @@ import threading
 import time
 from pathlib import Path
 
-from grader import audit, report, restore, sandbox
+from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
+OBSERVE_SOURCE = (Path(__file__).parent / "observe.py").read_text()
 LOG_TAIL = 20_000
+JOB_MEMORY = 2 * 2**30  # address space of the grader's own process for one job
 
 
 def parse_notebook(data: bytes):
@@ -65,28 +71,37 @@ def plan_cells(nb, course: dict, seeds: dict) -> tuple[dict, list[tuple[str, str
             tree = audit.parse(cell.source)
             plan[i] = {"course": True, "binds": audit.bound_names(cell.source),
                        "imports": sorted(audit.imports(tree)) if tree else [],
-                       "test": gid in course["tests"], "hidden": gid in course["hidden"],
-                       "seed": seeds.get(gid, 0)}
-            if plan[i]["hidden"]:
-                plan[i]["imports"] = []
+                       "test": gid in course["tests"], "seed": seeds.get(gid, 0)}
         else:
             student.append((gid if gid in known else f"cell {i}", cell.source))
     return plan, student
 
 
-def verdicts(nb, client: GradingClient, course: dict) -> dict[str, float]:
-    """Points per test cell: all of them when the kernel said the cell ran without error
-    and no error was shown, none otherwise (nbgrader's partial credit from an
-    execute_result is not used: code in the kernel could forge one)."""
+def verdicts(course: dict, reports: dict, expected: dict) -> tuple[dict, dict, list[str]]:
+    """(points per test cell, what failed per cell, problems of the course's own checks):
+    a cell's points when its check's observations pass against the reference's
+    (grader/checks.py); nothing the kernel says about a cell's status counts."""
     scores = dict.fromkeys(course["points"], 0.0)
-    for i, cell in enumerate(nb.cells):
-        gid = restore.grade_id(cell)
-        if gid not in course["points"] or cell.cell_type != "code":
+    failed, problems = {}, []
+    for gid in course["points"]:
+        if gid not in course["checks"]:
             continue
-        failed = any(o.output_type == "error" for o in cell.get("outputs", []))
-        if client.replies.get(i) == "ok" and not failed:
+        reference = expected.get(gid)
+        why = checks.reference_problem(reference) if reference else "no reference report"
+        if why:
+            problems.append(f"{gid}: {why}")
+            failed[gid] = ["the grader could not check this cell"]
+            continue
+        text = reports.get(gid)
+        if text is None:
+            failed[gid] = ["the checks did not run"]
+            continue
+        passed, failed_keys = checks.judge(reference, checks.parse_report(text))
+        if passed:
             scores[gid] = course["points"][gid]
-    return scores
+        else:
+            failed[gid] = failed_keys
+    return scores, failed, problems
 
 
 def _drain(fd: int, sink: bytearray) -> None:
@@ -104,42 +119,17 @@ def zero_result(item: dict, status: str, detail: str, points: dict | None = None
             "seconds": 0.0, "autograded": None, "feedback": None}
 
 
-def run(job: dict) -> dict:
-    start = time.monotonic()
-    course, limits = job["course"], job["limits"]
-    result = {"student": job["student"], "assignment": job["assignment"], "status": [],
-              "detail": [], "review": [], "cells": dict.fromkeys(course["points"], 0.0),
-              "autograded": None, "feedback": None, "kernel_log": ""}
+def _new_result(job: dict, points: dict) -> dict:
+    return {"student": job["student"], "assignment": job["assignment"], "status": [],
+            "detail": [], "review": [], "cells": dict.fromkeys(points, 0.0), "failed": {},
+            "autograded": None, "feedback": None, "kernel_log": ""}
 
-    # nbclient's log for this job alone (build/grading/<student>/<assignment>/job.log)
-    log_text = io.StringIO()
-    logger = logging.getLogger(f"grader.job.{id(log_text)}")
-    logger.propagate, logger.handlers = False, [logging.StreamHandler(log_text)]
-    logger.setLevel(logging.INFO)
 
-    def finish():
-        result["job_log"] = log_text.getvalue()[-LOG_TAIL:]
-        logger.handlers.clear()
-        logging.Logger.manager.loggerDict.pop(logger.name, None)  # workers live long
-        result["seconds"] = time.monotonic() - start
-        if result["feedback"] is None:
-            result["feedback"] = report.feedback_stub(result)
-        return result
-
-    import nbformat
-
-    student_nb, problem = parse_notebook(base64.b64decode(job["notebook"]))
-    if problem:
-        result["status"].append(problem[0])
-        result["detail"].append(problem[1])
-        return finish()
-    course["cells"] = [nbformat.from_dict(c) for c in course["cells"]]
-    course["released"] = {k: nbformat.from_dict(c) for k, c in course["released"].items()}
-    nb, events = restore.assemble(student_nb, course)
-    plan, student_cells = plan_cells(nb, course, job["seeds"])
-    result["review"] += audit.audit(student_cells, [c.source for c in course["cells"]
-                                                    if c.cell_type == "code"])
-
+def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], logger,
+             result: dict):
+    """The assembled notebook run in its sandboxed kernel, then the checks once per seed
+    set: the GradingClient, or None (and a grading error in `result`)."""
+    limits, start = job["limits"], time.monotonic()
     box = job["sandbox"]
     scratch = Path(box["scratch"])  # made, and removed, by the grader
     log = bytearray()
@@ -156,10 +146,12 @@ def run(job: dict) -> dict:
         spec_file.chmod(0o600)
         argv = sandbox.kernel_argv(str(spec_file), box["kernel_argv"],
                                    as_root=box["uid"] is not None)
+        code = [c.source for c in course["cells"] if c.cell_type == "code"]
         client = GradingClient(
             nb, kernel_manager(argv, str(ipc)), plan=plan, guard_source=GUARD_SOURCE,
-            guard_config={"modules": audit.modules_used(
-                [c.source for c in course["cells"] if c.cell_type == "code"])},
+            guard_config={"modules": audit.modules_used(code)},
+            checks=[(gid, src) for gid, src in course["checks"].items()],
+            seed_sets=seed_sets, observe_source=OBSERVE_SOURCE,
             max_output_chars=limits["max_output_chars"],
             max_notebook_chars=limits["max_notebook_output_chars"],
             deadline=start + limits["submission_timeout"],
@@ -174,22 +166,180 @@ def run(job: dict) -> dict:
             os.close(w)
             drain.join(timeout=5)
     except Exception as e:
+        logger.exception("the notebook could not be run")  # for the instructor's job.log
         result["status"].append("grading error")
         result["detail"].append(f"the notebook could not be run: {type(e).__name__}: "
                                 f"{str(e)[:300]}")
         result["kernel_log"] = log.decode(errors="replace")
-        return finish()
+        return None
     result["kernel_log"] = log.decode(errors="replace")
-    result["cells"] = verdicts(nb, client, course)
+    return client
+
+
+def _job_logger():
+    """nbclient's log for this job alone (build/grading/<student>/<assignment>/job.log)."""
+    log_text = io.StringIO()
+    logger = logging.getLogger(f"grader.job.{id(log_text)}")
+    logger.propagate, logger.handlers = False, [logging.StreamHandler(log_text)]
+    logger.setLevel(logging.INFO)
+
+    def close() -> str:
+        logger.handlers.clear()
+        logging.Logger.manager.loggerDict.pop(logger.name, None)  # workers live long
+        return log_text.getvalue()[-LOG_TAIL:]
+    return logger, close
+
+
+def _course_cells(course: dict) -> dict:
+    import nbformat
+
+    course = dict(course)
+    course["cells"] = [nbformat.from_dict(c) for c in course["cells"]]
+    course["released"] = {k: nbformat.from_dict(c) for k, c in course["released"].items()}
+    return course
+
+
+def run(job: dict) -> dict:
+    """A student's submission: its notebook run, its checks judged against `expected`
+    (grade id -> the reference's parsed report for this submission's seeds)."""
+    start = time.monotonic()
+    course = _course_cells(job["course"])
+    result = _new_result(job, course["points"])
+    logger, close_log = _job_logger()
+
+    def finish():
+        result["job_log"] = close_log()
+        result["seconds"] = time.monotonic() - start
+        return clean(result)
+
+    import nbformat
+
+    student_nb, problem = parse_notebook(base64.b64decode(job["notebook"]))
+    if problem:
+        result["status"].append(problem[0])
+        result["detail"].append(problem[1])
+        return finish()
+    nb, events = restore.assemble(student_nb, course)
+    plan, student_cells = plan_cells(nb, course, job["seeds"])
+    result["review"] += audit.audit(student_cells, [c.source for c in course["cells"]
+                                                    if c.cell_type == "code"])
+    client = _execute(job, course, nb, plan, [job["seeds"]], logger, result)
+    if client is None:
+        return finish()
+    reports = client.reports[0] if client.reports else {}
+    result["cells"], result["failed"], problems = verdicts(course, reports, job["expected"])
+    if problems:
+        result["status"].append("grading error")
+        result["detail"].append("the course's checks failed on the reference solution: "
+                                + "; ".join(problems)[:600])
     for kind, detail in events + client.events:
         if kind not in result["status"]:
             result["status"].append(kind)
         result["detail"].append(detail)
     result["review"] += client.review
     result["autograded"] = nbformat.writes(nb)
-    result["feedback"] = report.feedback_html(nb, result, course,
-                                              late_penalty=job.get("late_penalty", 0.0))
     return finish()
+
+
+def add_feedback(job: dict, result: dict) -> dict:
+    """The student's page, rendered from the notebook as it ran and the verdicts (in a
+    helper process of its own, with limits: grader/render.py)."""
+    import nbformat
+
+    if result.get("autograded") is None:
+        result["feedback"] = report.feedback_stub(result)
+        return result
+    nb = nbformat.reads(result["autograded"], as_version=4)
+    result["feedback"] = clean(report.feedback_html(
+        nb, result, _course_cells(job["course"]), late_penalty=job.get("late_penalty", 0.0)))
+    return result
+
+
+def run_bounded(job: dict) -> dict:
+    """run() or run_reference() in a process of their own whose address space is capped at
+    JOB_MEMORY: what a kernel sends is held by that process (zmq buffers a message whole,
+    however many frames it has), so a flood costs that process, not the worker, and the row
+    says so. (Only the soft limit: the sandbox's launcher sets the kernel's own.)"""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (JOB_MEMORY, resource.RLIM_INFINITY))
+
+    seconds = job["limits"]["submission_timeout"] + 300  # start-up, replay and checks
+    try:
+        proc = subprocess.run([sys.executable, "-m", "grader.job"], input=json.dumps(job).encode(),
+                              capture_output=True, preexec_fn=limit, timeout=seconds,
+                              env={**os.environ, "MALLOC_ARENA_MAX": "2"})
+    except subprocess.TimeoutExpired:
+        why = f"the grader's process for it ran longer than {seconds} s and was stopped"
+    else:
+        if proc.returncode == 0:
+            try:
+                return json.loads(proc.stdout)
+            except ValueError:
+                pass
+        code = proc.returncode
+        how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+               else f"ended with status {code}")
+        why = (f"the grader's process for it {how}, near its memory limit of "
+               f"{JOB_MEMORY // 2**20} MB or past it: an output too large to hold? "
+               f"({proc.stderr.decode(errors='replace').strip()[-200:]})")
+    return zero_result(job, "grading error", why, job["course"]["points"])
+
+
+def main() -> int:
+    """`python -m grader.job`: a job as JSON on stdin, its result as JSON on stdout."""
+    import sys
+
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may reach the result's channel
+    job = json.loads(sys.stdin.buffer.read())
+    result = run_reference(job) if job.get("reference") else run(job)
+    out.write(json.dumps(result).encode())
+    out.flush()
+    return 0
+
+
+def run_reference(job: dict) -> dict:
+    """The reference solution (the source notebook) run once, its checks once for each
+    submission's seeds: {"reports": {key: {grade id: parsed report}}, "problem": str|None}."""
+    course = _course_cells(job["course"])
+    logger, close_log = _job_logger()
+    result = _new_result(job, course["points"])
+    nb_source, problem = parse_notebook(base64.b64decode(job["notebook"]))
+    if problem:
+        return {"reports": {}, "problem": f"the source notebook: {problem[1]}"}
+    nb, _ = restore.assemble(nb_source, course)
+    plan, _ = plan_cells(nb, course, {})
+    keys = [k for k, _ in job["seed_sets"]]
+    client = _execute(job, course, nb, plan, [s for _, s in job["seed_sets"]], logger,
+                      result)
+    log = close_log()
+    if client is None or len(client.reports) != len(keys):
+        why = "; ".join(result["detail"] + [e[1] for e in getattr(client, "events", [])])
+        return {"reports": {}, "problem": f"the reference solution could not be run: "
+                                          f"{why or 'its kernel stopped'}"[:600],
+                "kernel_log": result["kernel_log"][-LOG_TAIL:], "job_log": log}
+    reports = {key: {gid: checks.parse_report(text) if text is not None else
+                     {"observations": {}, "error": "did not run"}
+                     for gid, text in seeds.items()}
+               for key, seeds in zip(keys, client.reports, strict=True)}
+    return {"reports": reports, "problem": None}
+
+
+def clean(value):
+    """A result's strings made encodable (a lone surrogate from a kernel's output would
+    stop the writing of every artifact)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, dict):
+        return {clean(k) if isinstance(k, str) else k: clean(v) for k, v in value.items()}
+    return value
 
 
 _slots: dict = {}  # this worker process's uids, when it runs as root
@@ -212,7 +362,9 @@ def run_on_worker(job: dict) -> dict:
     scratch = tempfile.mkdtemp(prefix="d2l-grading-")
     result = None
     try:
-        result = run({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
+        result = run_bounded({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
+        if not job.get("reference"):
+            result = add_feedback(job, result)
     except Exception as e:  # our own bug: still a result, still the next job
         result = zero_result(job, "grading error",
                              f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
@@ -220,7 +372,7 @@ def run_on_worker(job: dict) -> dict:
     finally:
         if uid is not None:
             left = sandbox.sweep(uid)
-            if left and result is not None:  # never in silence
+            if left and result is not None and "review" in result:  # never in silence
                 result["review"].append(f"processes of its grading uid outlived the job and "
                                         f"every kill (pids {left[:10]})")
             _slots["uids"].free.put(uid)
@@ -228,3 +380,7 @@ def run_on_worker(job: dict) -> dict:
     return result
 
 
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,8 +4,10 @@ nbgrader's OverwriteCells puts back the source of a changed test cell but keeps 
 student's metadata (tags such as `skip-execution` or `raises-exception`, which the executor
 honours), and fails on cells it cannot place. Here the notebook is rebuilt instead:
 
-- every read-only and test cell comes whole from the course's copy (source, cell type,
-  metadata, id): edited or deleted ones are put back where they belong;
+- every read-only and test cell comes whole from the released copy, as students got it
+  (source, cell type, metadata, id; hidden regions left out: they run only as checks, after
+  the last cell, see grader/execute.py): edited or deleted ones are put back where they
+  belong;
 - a solution cell keeps only the student's source;
 - a cell of the student's own keeps its source and type and loses its metadata;
 - a cell carrying a grade id the course does not know, or a second copy of one it knows,
@@ -60,7 +62,7 @@ def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.Not
             released = course["released"].get(gid, known[gid])
             if _shape(cell) != _shape(released):
                 edited.append(f"{gid} (edited)")
-            out.append(_fresh(known[gid]))
+            out.append(_fresh(released))
         else:  # a solution cell: the student's source, the course's everything else
             restored = _fresh(known[gid])
             restored.source = cell.get("source", "")
@@ -76,7 +78,7 @@ def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.Not
             if where is not None:
                 at = where + 1
                 break
-        out.insert(at, _fresh(known[gid]))
+        out.insert(at, _fresh(course["released"].get(gid, known[gid])))
         seen.add(gid)
     events = []
     # in the course's order, so the detail reads like the notebook
