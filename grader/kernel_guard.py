@@ -16,7 +16,18 @@ after the execution, so every call sees the kernel in the same state):
                     numpy and the framework; before a hidden test, save the names it binds.
   after(...)        after every cell: after a hidden test, put back the names it bound and
                     forget its source and last exception, so later cells cannot print them;
-                    then check(): what differs from how it was (JSON, each change once).
+                    then check(): what differs from how it was (JSON, each change once),
+                    and what the student's code did that the kernel cannot undo: threads
+                    running the student's code, modules imported from files outside the
+                    installed packages (a module the student wrote), and the audit events
+                    of the student's code (below).
+
+install() also adds an audit hook (sys.addaudithook, which cannot be removed) that notes
+when code of the student's cells calls what reaches frames, hooks, processes, the network,
+raw memory or pickles (sys._getframe, sys.settrace, os.system, subprocess.Popen,
+socket.connect, ctypes, pickle.find_class, ...) or writes a code file (.py, .pth, .so). Whose
+code it is, is told by the frames: cells are known by the file names IPython gives them
+(linecache), learned as they run; code of installed packages and of the grader is nobody's.
 
 This runs in a process the student's code controls, so it is no proof: code written to
 defeat it can, and code a test calls can change things while the test runs (check reports
@@ -30,14 +41,27 @@ import builtins
 import importlib
 import json
 import linecache
+import os
 import sys
+import tempfile
 import threading
+import time
 import types
 
 from IPython import get_ipython
 
 _MISSING = object()
-_state: dict = {"reported": set(), "names": {}, "dirty": False}
+_state: dict = {"reported": set(), "names": {}, "dirty": False, "events": [],
+                "files": {}, "snapshot": set(), "cell": "student", "written": set(),
+                "checked": {}, "threads": set(), "hooked": False,
+                "prefixes": (sys.prefix + "/", sys.base_prefix + "/"), "roots": (),
+                "dists": set(), "install_time": 0.0}
+_GRADER_FILES = {"<grading guard>", "<grading checks>"}
+_CODE_SUFFIXES = (".py", ".pyc", ".pth", ".so", ".pyd")
+# Files libraries write and import as they run (TensorFlow's autograph, PyTorch's inductor)
+_GENERATED = ("__autograph_generated_file",)
+_GENERATED_PATHS = ("/torchinductor_", "/triton/", "/.triton/")
+_MAX_EVENTS = 40
 
 
 def _is_library(func) -> bool:
@@ -193,11 +217,207 @@ def _diff(base: dict, now: dict) -> list[tuple[str, str]]:
     for name, value in _state["names"].items():
         if now["user_ns"].get(name, _MISSING) is not value:
             found.append((f"name:{name}", f"`{name}`, which the tests use, was rebound"))
-    threads = [t.name for t in threading.enumerate() if t.ident not in _state["threads"]
-               and not _is_library(getattr(t, "_target", None) or t.run)]
-    if threads:
-        found.append(("threads", f"threads left running: {', '.join(sorted(threads)[:5])}"))
     return found
+
+
+def _lasting() -> list[tuple[str, str]]:
+    """(key, description) of what the student's code did that restore() cannot undo."""
+    found = []
+    threads = _student_threads()
+    if threads:
+        found.append((f"threads:{','.join(str(i) for i, _ in threads)}",
+                      f"threads left running: {', '.join(sorted(n for _, n in threads)[:5])}"))
+    for name, path in _written_modules():
+        found.append((f"written module:{name}:{path}",
+                      f"module {name} was imported from {path}, a file outside the "
+                      "installed packages"))
+    for what in list(_state["events"]):
+        found.append((f"event:{what}", what))
+    return found
+
+
+def _library_file(name: str) -> bool:
+    return name.startswith(_state["prefixes"]) or name.startswith("<frozen")
+
+
+def _student_threads() -> list[tuple[int, str]]:
+    """(ident, name) of the threads started since install() that run the student's code:
+    its target, or any frame of its stack, is not from an installed package (a Timer's
+    function, a thread started with _thread, one running exec'd code: all of them)."""
+    try:
+        frames = sys._current_frames()
+    except Exception:  # not CPython
+        frames = {}
+    threads = {t.ident: t for t in threading.enumerate()}
+    found = []
+    for ident in (set(frames) | set(threads)) - _state["threads"]:
+        thread = threads.get(ident)
+        if ident == threading.get_ident() or (thread is not None and not thread.is_alive()):
+            continue
+        student = False
+        if thread is not None:
+            entry = [f for f in (getattr(thread, "_target", None),
+                                 getattr(thread, "function", None)) if f is not None]
+            student = any(not _is_library(f) for f in entry) or (
+                not entry and not _is_library(thread.run))
+        frame = frames.get(ident)
+        while frame is not None and not student:
+            name = frame.f_code.co_filename
+            student = name not in _GRADER_FILES and not _library_file(name)
+            frame = frame.f_back
+        if student:
+            found.append((ident, thread.name if thread is not None else f"thread {ident}"))
+    return sorted(found)
+
+
+def _module_files(module) -> list[str]:
+    """The files a module was loaded from, read without running its code."""
+    try:
+        d = object.__getattribute__(module, "__dict__")
+        files = [d.get("__file__")]
+        spec = d.get("__spec__")
+        if spec is not None and type(spec).__module__.startswith("importlib"):
+            files.append(spec.origin)
+        path = d.get("__path__")
+        if type(path) in (list, tuple):
+            files.extend(path)
+        return [f for f in files if isinstance(f, str) and f.startswith("/")]
+    except Exception:
+        return []
+
+
+def _outside(path: str, name: str) -> bool:
+    """Whether a module's file is one the student may have written: outside the installed
+    packages, in the kernel's working directory, home or a temporary folder, and no
+    installed distribution's (a file written since install() is, wherever it is)."""
+    real = os.path.realpath(path)
+    if real.startswith(_state["prefixes"]) or any(p in real for p in _GENERATED_PATHS):
+        return False
+    if real in _state["written"]:
+        return True
+    try:
+        if os.stat(real).st_mtime >= _state["install_time"]:
+            return True
+    except OSError:
+        pass
+    return real.startswith(_state["roots"]) and name.split(".")[0] not in _state["dists"]
+
+
+def _written_modules() -> list[tuple[str, str]]:
+    """(name, file) of the modules in sys.modules imported from a file the student may have
+    written (each module object examined once)."""
+    checked, found = _state["checked"], []
+    for name, module in list(sys.modules.items()):
+        if checked.get(name) is module or name.startswith(_GENERATED):
+            continue
+        checked[name] = module
+        for path in _module_files(module):
+            if _outside(path, name):
+                found.append((name, path))
+                break
+    _state.setdefault("modules found", []).extend(found)
+    return _state["modules found"]
+
+
+# ------------------------------------------------------------------ the audit hook
+
+_DIRECT = {"sys._getframe", "sys._current_frames", "sys._current_exceptions",
+           "sys.settrace", "sys.setprofile", "sys.addaudithook", "os.system",
+           "marshal.loads", "code.__new__", "gc.get_objects", "gc.get_referrers",
+           "gc.get_referents", "ctypes.addressof", "ctypes.string_at", "ctypes.dlsym",
+           "ctypes.cdata"}  # the student's code itself called it (not through a library)
+_CALLED_FROM = {"subprocess.Popen", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
+                "os.forkpty", "os.kill", "os.killpg", "socket.connect", "socket.bind",
+                "ctypes.dlopen", "pickle.find_class", "open"}  # or through a library
+_WATCHED = frozenset(_DIRECT | _CALLED_FROM)
+_local = threading.local()
+
+
+def _kind(frame) -> str:
+    """Whose code a frame runs: "library", "grader", "course" or "student"."""
+    name = frame.f_code.co_filename
+    if name in _GRADER_FILES:
+        return "grader"
+    if _library_file(name):
+        return "library"
+    kind = _state["files"].get(name)
+    if kind is not None:
+        return kind
+    if name.startswith("<") or (name in linecache.cache and name not in _state["snapshot"]):
+        return _state["cell"]  # the cell running now, or code it compiled
+    if name in _state["snapshot"]:
+        return "library"  # cached before this cell and no cell's
+    try:  # a file: the student's if written since install()
+        new = os.path.realpath(name) in _state["written"] or (
+            os.stat(name).st_mtime >= _state["install_time"])
+    except OSError:
+        new = False
+    _state["files"][name] = "student" if new else "library"
+    return _state["files"][name]
+
+
+def _describe(event: str, args) -> str | None:
+    if event == "open":
+        path, mode, flags = args
+        if isinstance(mode, str):
+            writes = bool(set(mode) & set("wax+"))
+        else:
+            writes = isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR))
+        if not writes or isinstance(path, int):
+            return None
+        path = os.fsdecode(path)
+        if not path.endswith(_CODE_SUFFIXES):
+            return None
+        return f"wrote the code file {os.path.realpath(path)}"
+    if event == "pickle.find_class":
+        return f"unpickled {args[0]}.{args[1]}"
+    if event == "subprocess.Popen":
+        return f"started a process ({str(args[1])[:80]})"
+    if event in ("socket.connect", "socket.bind"):
+        return f"called {event} ({str(args[1])[:80]})"
+    return f"called {event}"
+
+
+def _observe(event: str, args) -> None:
+    what = _describe(event, args)
+    if what is None or what in _state["events"] or len(_state["events"]) >= _MAX_EVENTS:
+        return
+    frame = sys._getframe(2)  # the code that caused the event (_observe <- _hook <- it)
+    kind = _kind(frame) if frame is not None else "library"
+    while event in _CALLED_FROM and kind == "library" and frame.f_back is not None:
+        frame = frame.f_back
+        kind = _kind(frame)
+    if kind != "student":
+        return
+    if event == "open":
+        _state["written"].add(what.split(" ", 4)[-1])
+    _state["events"].append(what)
+
+
+def _hook(event, args, _watched=_WATCHED, _local=_local):
+    """Called for every audit event in the process: it must be quick, raise nothing, and not
+    see the events it causes itself."""
+    if event not in _watched:
+        return
+    try:
+        if getattr(_local, "busy", False):
+            return
+        _local.busy = True
+        try:
+            _observe(event, args)
+        finally:
+            _local.busy = False
+    except Exception:
+        pass
+
+
+def _learn_cells() -> None:
+    """The file names IPython gave the cells run since the last call are theirs (the
+    course's after before(True), the student's otherwise)."""
+    cache = set(linecache.cache)
+    for name in cache - _state["snapshot"]:
+        _state["files"].setdefault(name, _state["cell"])
+    _state["snapshot"] = cache
 
 
 def install(config: str) -> str:
@@ -208,7 +428,29 @@ def install(config: str) -> str:
         if module is not None:  # else not a module (a class imported by name), or absent
             _state["modules"][path] = module
     _state["threads"] = {t.ident for t in threading.enumerate()}
+    try:
+        _state["threads"].update(sys._current_frames())
+    except Exception:
+        pass
+    _state["install_time"] = time.time()
+    _state["prefixes"] = tuple({os.path.realpath(p) + "/" for p in (sys.prefix, sys.base_prefix)}
+                               | {p + "/" for p in (sys.prefix, sys.base_prefix)})
+    roots = {os.getcwd(), os.path.expanduser("~"), tempfile.gettempdir(), "/tmp", "/var/tmp",
+             "/dev/shm"}
+    _state["roots"] = tuple(sorted({os.path.realpath(r).rstrip("/") + "/" for r in roots
+                                    if r and r != "/"}))
+    try:
+        import importlib.metadata
+
+        _state["dists"] = set(importlib.metadata.packages_distributions())
+    except Exception:
+        _state["dists"] = set()
+    _state["checked"] = dict(sys.modules)  # what was there before is nobody's
+    _state["snapshot"] = set(linecache.cache)
     _state["base"] = _take()
+    if not _state["hooked"] and hasattr(sys, "addaudithook"):
+        sys.addaudithook(_hook)
+        _state["hooked"] = True
     return "[]"
 
 
@@ -284,9 +526,10 @@ def check(expected: list, track: list) -> str:
     for name in track:
         _state["names"][name] = user_ns.get(name, _MISSING)
     found = []
-    differences = _diff(_state["base"], _take())
-    _state["dirty"] = bool(differences)  # only code that ran since can change that
-    for key, what in differences:
+    differences, lasting = _diff(_state["base"], _take()), _lasting()
+    # only code that ran since can change that, or a thread of the student's still running
+    _state["dirty"] = bool(differences) or any(k.startswith("threads:") for k, _ in lasting)
+    for key, what in differences + lasting:
         if key not in _state["reported"]:
             _state["reported"].add(key)
             found.append(what)
@@ -297,6 +540,9 @@ def before(course_cell: bool, seed_n: int | None, binds: list | None) -> str:
     """Before a cell: for one of the course's, put the kernel back together (if the last
     check saw anything changed), seed it if it is a test, remember the names a hidden
     test binds. One call, so one round trip."""
+    if course_cell:
+        _learn_cells()
+        _state["cell"] = "course"
     if course_cell and _state.get("dirty"):
         restore()
     if seed_n is not None:
@@ -307,7 +553,10 @@ def before(course_cell: bool, seed_n: int | None, binds: list | None) -> str:
 
 
 def after(hidden_source: str | None, expected: list, track: list) -> str:
-    """After a cell: forget a hidden test, then check (see check)."""
+    """After a cell: forget a hidden test, then check (see check). The next cell is a
+    student's unless before(True) says otherwise."""
+    _learn_cells()
+    _state["cell"] = "student"
     if hidden_source is not None:
         hide(hidden_source)
     return check(expected, track)
