@@ -6,7 +6,9 @@ Incremental: an env is rebuilt only when its requirements file (or the Python it
 with) changed since its last successful build; otherwise it says
 "up to date" and does nothing. Each framework env gets d2l_shim installed editable, and a
 Jupyter kernel `d2l-<framework>` registered into the tools env, so the tools env's Jupyter
-(lab, nbclient, nbgrader) sees all four kernels and nothing leaks into ~/.local.
+(lab, nbclient, nbgrader) sees all four kernels and nothing leaks into ~/.local. The tools
+env gets this checkout on its path (a .pth file): every process it runs imports `grader`
+wherever it starts, a `dask scheduler` or `dask worker` of a grading cluster included.
 
 Runs on the standard library alone: it must work before any env exists.
 """
@@ -146,6 +148,35 @@ def build(env: str, python: str) -> str:
     return "built"
 
 
+# In the tools env's site-packages: this checkout's root, one line, which Python's `site` adds
+# to sys.path (after site-packages). Not a `pip install -e .`: the notebooks install this
+# project from GitHub on Colab, and students must get d2l_shim alone, not the grader.
+CHECKOUT_PTH = "d2l-lazy-init-checkout.pth"
+
+
+def link_checkout(env: str = "tools") -> str:
+    """Put this checkout on `env`'s path, unless it is there already. Returns 'linked' or
+    'up to date'."""
+    py = str(venv_python(env))
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    pth = Path(site) / CHECKOUT_PTH
+    want = f"{ROOT}\n"
+    if pth.is_file() and pth.read_text() == want:
+        return "up to date"
+    pth.write_text(want)
+    # from elsewhere, as a `dask worker` started anywhere would
+    env_vars = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    check = subprocess.run([py, "-c", "import grader, d2l_shim; print(grader.__file__)"],
+                           capture_output=True, text=True, cwd=VENVS, env=env_vars)
+    if check.returncode != 0 or not check.stdout.strip().startswith(str(ROOT / "grader")):
+        raise SetupError(f"{shown(pth)} should put {ROOT} on the {env} env's path, but "
+                         f"`import grader` gives: {(check.stdout + check.stderr).strip()[-500:]}")
+    log(env, f"this checkout is on the {env} env's path ({shown(pth)}): grader imports "
+             "without PYTHONPATH")
+    return "linked"
+
+
 def shim_module(env: str) -> str:
     return "torch" if env == "pytorch" else env
 
@@ -183,7 +214,8 @@ def main() -> int:
     start = time.monotonic()
     failures: dict[str, str] = {}
     try:
-        build("tools", args.python)  # first: the framework kernels are registered into it
+        tools = build("tools", args.python)  # first: the framework kernels are registered into it
+        link_checkout("tools")
     except SetupError as e:
         print(f"setup: the tools env failed: {e}", file=sys.stderr)
         return 1
@@ -202,6 +234,7 @@ def main() -> int:
         results = dict(zip(args.frameworks, pool.map(one, args.frameworks), strict=True))
     for env, message in failures.items():
         print(f"\nsetup: {env} failed: {message}", file=sys.stderr)
+    results = {"tools": tools, **results}
     if all(r == "up to date" for r in results.values()):
         print("setup: all envs up to date, nothing to do.")
     else:

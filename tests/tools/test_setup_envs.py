@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,14 @@ def fake_python(tmp_path: Path, major: int, minor: int) -> str:
 
 
 def test_a_second_run_with_unchanged_requirements_does_nothing_and_says_so(frameworks):
-    # `make test` has just run set-up, so every env it built is current.
+    # `make test` has just run set-up, so every env it built is current. If one is not (its
+    # requirements changed since), this run would rebuild it, and its timeout would leave it
+    # half deleted: say so instead.
+    stale = [env for env in ("tools", *frameworks)
+             if not (ROOT / ".venvs" / env / ".d2l-stamp").is_file()
+             or (ROOT / ".venvs" / env / ".d2l-stamp").read_text()
+             != setup_envs.fingerprint(env, sys.executable)]
+    assert not stale, f"run `make setup` first: {' '.join(stale)} out of date"
     proc = subprocess.run([sys.executable, str(SCRIPT), *frameworks], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -79,3 +87,27 @@ def test_every_framework_kernel_is_registered_in_the_tools_env(frameworks):
         spec_file = kernels / f"d2l-{fw}" / "kernel.json"
         assert spec_file.exists(), f"run `make setup`: d2l-{fw} is not registered"
         assert f".venvs/{fw}/bin/python" in spec_file.read_text()
+
+
+def test_the_tools_env_imports_this_checkouts_grader_from_anywhere_without_pythonpath(tmp_path):
+    # as `dask scheduler` and `dask worker` do, started as exercises/README.md says
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([str(ROOT / ".venvs" / "tools" / "bin" / "python"), "-c",
+                          "import grader.cluster, d2l_shim; print(grader.__file__)"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, f"run `make setup`: {out.stderr}"
+    assert out.stdout.strip() == str(ROOT / "grader" / "__init__.py")
+
+
+def test_the_checkout_is_put_on_the_tools_path_once_and_again_when_it_moved(tmp_path,
+                                                                           monkeypatch):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "tools")],
+                   check=True)
+    monkeypatch.setattr(setup_envs, "VENVS", tmp_path)
+    assert setup_envs.link_checkout("tools") == "linked"
+    [pth] = (tmp_path / "tools").glob(f"lib/python*/site-packages/{setup_envs.CHECKOUT_PTH}")
+    assert pth.read_text() == f"{ROOT}\n"
+    assert setup_envs.link_checkout("tools") == "up to date"
+    pth.write_text("/where/the/checkout/was\n")
+    assert setup_envs.link_checkout("tools") == "linked"
+    assert pth.read_text() == f"{ROOT}\n"
