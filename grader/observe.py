@@ -123,7 +123,7 @@ def observe(key: str, value, close: float | None = None, contains: bool = False,
     _records[str(key)] = {"value": data, **judge}
 
 
-def message(fn, *args) -> dict:
+def outcome(fn, *args) -> dict:
     """What calling fn(*args) raised: {"raised": qualified class name, "message": str}, or
     {"raised": None} when it returned."""
     try:
@@ -154,7 +154,7 @@ def run(source: str, seed: int) -> None:
     _records.clear()
     _seed(seed)
     ns = dict(get_ipython().user_ns)
-    ns.update(observe=observe, message=message, rng=random.Random(seed))
+    ns.update(observe=observe, outcome=outcome, rng=random.Random(seed))
     error = None
     try:
         exec(compile(source, "<hidden check>", "exec"), ns)

@@ -124,10 +124,10 @@ def test_message_reads_an_exception_by_type_only():
     def raises(text):
         raise ValueError(text)
 
-    assert observe.message(raises, "expected 3") == {"raised": "builtins.ValueError",
+    assert observe.outcome(raises, "expected 3") == {"raised": "builtins.ValueError",
                                                       "message": "expected 3"}
-    assert observe.message(raises, AnyText("x"))["message"] is None
-    assert observe.message(len, []) == {"raised": None}
+    assert observe.outcome(raises, AnyText("x"))["message"] is None
+    assert observe.outcome(len, []) == {"raised": None}
 
 
 def test_check_source_is_the_hidden_region():
