@@ -7,6 +7,9 @@
 #   make lab                  JupyterLab with the four framework kernels
 #   make bench                benchmarks -> build/bench.json       (BENCH=verdicts,grading)
 #   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
+#   make lint                 ruff over the code and the notebooks' code cells
+#   make clean-notebooks      strip outputs from the notebooks before a commit (nbstripout)
+#   make help                 this list
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -15,7 +18,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 NOTEBOOKS ?=
 TOOLS := .venvs/tools/bin
 
-.PHONY: setup run-all test lint clean-notebooks check-clean help
+.PHONY: setup run-all test lint clean-notebooks help
 
 help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
