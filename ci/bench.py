@@ -320,6 +320,17 @@ def bench_grading(students: int = 8, rounds: int = 2) -> dict:
 SANDBOX_BASELINE = "8703d55"
 
 
+def worktree(rev: str, where: Path) -> tuple[Path, dict | None]:
+    """A git worktree of an earlier commit, to benchmark against in the same run; or the
+    error a benchmark reports when there is none (a shallow clone)."""
+    done = subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=ROOT,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return where, {"error": f"git worktree add {rev} failed (a shallow clone? fetch the "
+                                f"history): {done.stderr.strip()[-200:]}", "met": False}
+    return where, None
+
+
 def bench_sandbox(rounds: int = 2) -> dict:
     """What the sandbox costs: the sample class graded by this grader and by the one before.
 
@@ -329,12 +340,9 @@ def bench_sandbox(rounds: int = 2) -> dict:
     sample = ROOT / "tests" / "grading" / "sample_class"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        before = tmp / "before"
-        done = subprocess.run(["git", "worktree", "add", "--detach", str(before),
-                               SANDBOX_BASELINE], cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            return {"error": f"git worktree add {SANDBOX_BASELINE} failed (a shallow clone? "
-                             f"fetch the history): {done.stderr.strip()[-200:]}", "met": False}
+        before, error = worktree(SANDBOX_BASELINE, tmp / "before")
+        if error:
+            return error
         # Both grade today's course: the baseline's own exercises have since changed.
         shutil.rmtree(before / "exercises")
         shutil.copytree(ROOT / "exercises", before / "exercises")
@@ -379,12 +387,9 @@ def bench_verdicts(rounds: int = 2) -> dict:
     sample = ROOT / "tests" / "grading" / "sample_class"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        before = tmp / "before"
-        done = subprocess.run(["git", "worktree", "add", "--detach", str(before),
-                               VERDICTS_BASELINE], cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            return {"error": f"git worktree add {VERDICTS_BASELINE} failed (a shallow clone? "
-                             f"fetch the history): {done.stderr.strip()[-200:]}", "met": False}
+        before, error = worktree(VERDICTS_BASELINE, tmp / "before")
+        if error:
+            return error
         try:
             seconds: dict[str, list[float]] = {"before": [], "after": []}
             for r in range(rounds):

@@ -241,14 +241,16 @@ def source_nb(fw: str):
     return nbformat.read(EXERCISES / "source" / name / f"{name}.ipynb", as_version=4)
 
 
-def regions(source: str, begin: str, end: str) -> list[str]:
-    lines, inside = [], False
+def regions(source: str, begin: str, end: str, inside: bool = True) -> list[str]:
+    """The lines of `source` inside begin/end regions, or with inside=False those outside,
+    by where they sit (a check may repeat a visible line: that line is still visible)."""
+    lines, within = [], False
     for line in source.splitlines():
         if begin in line:
-            inside = True
+            within = True
         elif end in line:
-            inside = False
-        elif inside:
+            within = False
+        elif within == inside:
             lines.append(line)
     return lines
 
@@ -258,27 +260,13 @@ def hidden_tests(fw: str) -> list[str]:
             for line in regions(c.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")]
 
 
-def outside(source: str, begin: str, end: str) -> list[str]:
-    """The lines of `source` that are not inside a begin/end region, by where they sit (a
-    check may repeat a visible line: that line is still visible)."""
-    lines, inside = [], False
-    for line in source.splitlines():
-        if begin in line:
-            inside = True
-        elif end in line:
-            inside = False
-        elif not inside:
-            lines.append(line)
-    return lines
-
-
 def visible_lines(*fws: str) -> set[str]:
     """Lines of the source notebooks outside solutions and hidden tests."""
     lines = set()
     for fw in fws or FRAMEWORKS:
         for cell in source_nb(fw).cells:
-            shown = set(outside(cell.source, "BEGIN SOLUTION", "END SOLUTION")) & set(
-                outside(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
+            shown = set(regions(cell.source, "BEGIN SOLUTION", "END SOLUTION", False)) & set(
+                regions(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", False))
             lines |= {line.strip() for line in shown}
     return lines
 
