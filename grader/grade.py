@@ -30,7 +30,8 @@ from grader.course import (
     seed,
     show,
 )
-from grader.job import zero_result
+from grader.job import feedback_on_worker, zero_result
+from grader.job import judge as job_judge
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
 # share JOBS cores without each framework starting a pool per core. (XLA has no flag for
@@ -192,36 +193,66 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         shown.done(result, m)
 
     planned = plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finish)
+    references = reference_jobs(planned, model, kernels, limits, box, settings)
+    expected: dict[str, dict] = {}  # assignment -> the reference's run, once it is in
+    waiting: dict[str, list] = {}  # assignment -> (item, result) that ran before it
+    items_by_key = {key: item for key, _, item, _ in planned}
     pool = cluster.Pool(jobs, scheduler)
     print(f"grade: running on {pool.where}", flush=True)
+
+    def judged(item: dict, result: dict) -> None:
+        ref = expected[item["assignment"]]
+        m = model[item["assignment"]]
+        if ref["problem"]:
+            result = zero_result(item, "grading error", ref["problem"], m["points"])
+        else:
+            result = job_judge(result, course_part(m), ref["reports"][item["key"]])
+            result["late_penalty_for_page"] = item["page_penalty"]
+        finish(item, result)
+
+    def done(key: str, result) -> None:
+        if key.startswith("reference-"):
+            name = key.removeprefix("reference-")
+            expected[name] = reference_result(name, result)
+            for item, waited in waiting.pop(name, []):
+                judged(item, waited)
+            return
+        item = items_by_key[key]
+        if isinstance(result, Exception):  # a worker died too often, or a bug of ours
+            why = ("the worker grading it died, each time it was tried (a worker is "
+                   f"restarted when it passes {cluster.MEMORY_LIMIT})"
+                   if type(result).__name__ == "KilledWorker" else
+                   f"{type(result).__name__}: {str(result)[:200]}")
+            finish(item, zero_result(item, "grading error", why,
+                                     model[item["assignment"]]["points"]))
+        elif item["assignment"] in expected:
+            judged(item, result)
+        else:
+            waiting.setdefault(item["assignment"], []).append((item, result))
+
     try:
         shown.watch(pool)
-        expected = run_references(pool, planned, model, kernels, limits, box, settings)
+        # The references first, so that they are in by the time most students' runs are;
+        # the students' runs do not wait for them, only their verdicts do.
+        for key, _, item, _ in planned:
+            item["key"] = key
+        stream = [*references, *((key, label, job) for key, label, _, job in planned)]
+        pool.run(iter(stream), done, window=pool.workers())
+        pages = [(f"page-{n}", f"{r['student']}/{r['assignment']}",
+                  {"course": course_part(model[r["assignment"]]), "result": r,
+                   "late_penalty": r.get("late_penalty_for_page", 0.0)})
+                 for n, r in enumerate(results) if r.get("autograded") is not None]
+        by_key = {key: job["result"] for key, _, job in pages}
 
-        def student_jobs():
-            for key, label, item, job in planned:
-                problem = expected[item["assignment"]]["problem"]
-                if problem:
-                    finish(item, zero_result(item, "grading error", problem,
-                                             model[item["assignment"]]["points"]))
-                    continue
-                job["expected"] = expected[item["assignment"]]["reports"][key]
-                keys[key] = item
-                yield key, label, job
-
-        def done(key: str, result) -> None:
-            item = keys.pop(key)
-            if isinstance(result, Exception):  # a worker died too often, or a bug of ours
-                why = ("the worker grading it died, each time it was tried (a worker is "
-                       f"restarted when it passes {cluster.MEMORY_LIMIT})"
-                       if type(result).__name__ == "KilledWorker" else
-                       f"{type(result).__name__}: {str(result)[:200]}")
-                result = zero_result(item, "grading error", why,
-                                     model[item["assignment"]]["points"])
-            finish(item, result)
-
-        keys: dict[str, dict] = {}
-        pool.run(student_jobs(), done, window=pool.workers())
+        def page_done(key: str, page) -> None:
+            r = by_key[key]
+            if isinstance(page, dict):
+                r.update(page)
+            else:  # the worker died rendering it, or a bug of ours: the plain page
+                r["feedback"] = report.feedback_stub(r)
+        pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
+        for r in results:
+            r.pop("late_penalty_for_page", None)
     finally:
         shown.stop()
         pool.close()
@@ -253,6 +284,31 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     return 0
 
 
+def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
+            box: dict) -> None:
+    esc = report.escape_text
+    if rows:
+        width = max(len(esc(r["student"])) for r in rows)
+        print(f"\n{'student':<{width}}  {'assignment':<22} {'score':>9}  status")
+        for r in rows:
+            print(f"{esc(r['student']):<{width}}  {r['assignment'] or '-':<22} "
+                  f"{r['score']:>5}/{r['max_score']:<3}  {r['status']}"
+                  + (f" ({r['late']})" if r["late"] else "")
+                  + (f": {esc(r['detail'])}" if r["detail"] else ""))
+    flagged = [r for r in rows if r["review"]]
+    if flagged:
+        print(f"\nTo review ({len(flagged)}): the score stands, but the code does something "
+              "a correct answer does not need. Read the notebook in build/autograded/.")
+        for r in flagged:
+            print(f"  {esc(r['student'])} {r['assignment']}: {esc(r['review'])}")
+    if box["bwrap"] is None:
+        print(f"\ngrade: sandbox: {box['description']}")
+    bad = sum(r["status"] != "ok" for r in rows)
+    print(f"\ngrade: {len(rows)} graded now ({bad} with a status, {len(flagged)} to review) "
+          f"in {wall:.1f} s on {where}; grades.csv lists all {total} row(s): "
+          f"{show(build / 'grades.csv')}, feedback in {show(build / 'feedback')}", flush=True)
+
+
 def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finish):
     """(key, label, item, job) for each submission to run, its notebook read once, as it
     is submitted; those that cannot run are finished here with a row saying why."""
@@ -281,6 +337,7 @@ def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finis
                "seeds": {gid: seed(secret, item["student"], item["assignment"], gid, answers)
                          for gid in m["tests"]},
                "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}
+        item["page_penalty"] = job["late_penalty"]
         planned.append((f"grade-{n}", f"{item['student']}/{item['assignment']}", item, job))
     return planned
 
@@ -295,60 +352,29 @@ def sandbox_part(box: dict, settings: dict, kernel: dict) -> dict:
             **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}
 
 
-def run_references(pool, planned, model, kernels, limits, box, settings) -> dict:
-    """For each assignment, the reference solution's check reports for every submission's
-    seeds, from one run of the source notebook in a kernel of its own:
-    {assignment: {"reports": {key: {grade id: report}}, "problem": str | None}}."""
+def reference_jobs(planned, model, kernels, limits, box, settings) -> list:
+    """(key, label, job) of each assignment's reference run: the source notebook once, its
+    checks for every submission's seeds."""
     wanted: dict[str, list] = {}
     for key, _, item, job in planned:
         wanted.setdefault(item["assignment"], []).append((key, job["seeds"]))
-    found = {name: {"reports": {}, "problem": "the reference solution was not run"}
-             for name in wanted}
     jobs = []
     for name, seed_sets in sorted(wanted.items()):
         m = model[name]
-        source = Path(m["source_file"])
         jobs.append((f"reference-{name}", f"reference/{name}", {
             "reference": True, "student": "(reference)", "assignment": name,
-            "notebook": base64.b64encode(source.read_bytes()).decode(),
+            "notebook": base64.b64encode(Path(m["source_file"]).read_bytes()).decode(),
             "course": course_part(m), "limits": limits, "seed_sets": seed_sets,
             "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}))
-
-    def done(key: str, result) -> None:
-        name = key.removeprefix("reference-")
-        if isinstance(result, Exception) or "reports" not in result:
-            why = result if isinstance(result, Exception) else "; ".join(result["detail"])
-            result = {"reports": {}, "problem": f"the reference solution could not be run: "
-                                                f"{str(why)[:300]}"}
-        if result["problem"]:
-            print(f"grade: {name}: {report.escape_text(result['problem'])}", flush=True)
-        found[name] = result
-
-    if jobs:
-        pool.run(iter(jobs), done, window=pool.workers())
-    return found
+    return jobs
 
 
-def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
-            box: dict) -> None:
-    esc = report.escape_text
-    if rows:
-        width = max(len(esc(r["student"])) for r in rows)
-        print(f"\n{'student':<{width}}  {'assignment':<22} {'score':>9}  status")
-        for r in rows:
-            print(f"{esc(r['student']):<{width}}  {r['assignment'] or '-':<22} "
-                  f"{r['score']:>5}/{r['max_score']:<3}  {r['status']}"
-                  + (f" ({r['late']})" if r["late"] else "")
-                  + (f": {esc(r['detail'])}" if r["detail"] else ""))
-    flagged = [r for r in rows if r["review"]]
-    if flagged:
-        print(f"\nTo review ({len(flagged)}): the score stands, but the code does something "
-              "a correct answer does not need. Read the notebook in build/autograded/.")
-        for r in flagged:
-            print(f"  {esc(r['student'])} {r['assignment']}: {esc(r['review'])}")
-    if box["bwrap"] is None:
-        print(f"\ngrade: sandbox: {box['description']}")
-    bad = sum(r["status"] != "ok" for r in rows)
-    print(f"\ngrade: {len(rows)} graded now ({bad} with a status, {len(flagged)} to review) "
-          f"in {wall:.1f} s on {where}; grades.csv lists all {total} row(s): "
-          f"{show(build / 'grades.csv')}, feedback in {show(build / 'feedback')}", flush=True)
+def reference_result(name: str, result) -> dict:
+    """{"reports": {key: {grade id: report}}, "problem": str | None} of a reference run."""
+    if isinstance(result, Exception) or "reports" not in result:
+        why = result if isinstance(result, Exception) else "; ".join(result["detail"])
+        result = {"reports": {}, "problem": f"the reference solution could not be run: "
+                                            f"{str(why)[:300]}"}
+    if result["problem"]:
+        print(f"grade: {name}: {report.escape_text(result['problem'])}", flush=True)
+    return result

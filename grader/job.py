@@ -6,9 +6,10 @@ It reads no gradebook and writes nothing but the sandbox's socket directory, so 
 any worker that has the same checkout and envs. A submission that runs past its time limit
 has its kernel killed and its later cells marked as not run.
 
-Its verdicts are the comparison, in this process, of what the checks observed in the
-student's kernel with `expected`: the reports of the same checks on the reference solution,
-for the same seeds, made by run_reference (one job per assignment and grading run).
+Its verdicts are the comparison, in the grader's process (judge), of what the checks
+observed in the student's kernel with the reports of the same checks on the reference
+solution, for the same seeds, made by run_reference (one job per assignment and grading
+run, alongside the students'); the page is rendered last (feedback_on_worker).
 
 Run by a grading worker (grader/cluster.py) through run_on_worker.
 """
@@ -200,8 +201,8 @@ def _course_cells(course: dict) -> dict:
 
 
 def run(job: dict) -> dict:
-    """A student's submission: its notebook run, its checks judged against `expected`
-    (grade id -> the reference's parsed report for this submission's seeds)."""
+    """A student's submission: its notebook run, and what its checks reported (judged by
+    judge() against the reference's reports for the same seeds)."""
     start = time.monotonic()
     course = _course_cells(job["course"])
     result = _new_result(job, course["points"])
@@ -226,12 +227,9 @@ def run(job: dict) -> dict:
     client = _execute(job, course, nb, plan, [job["seeds"]], logger, result)
     if client is None:
         return finish()
-    reports = client.reports[0] if client.reports else {}
-    result["cells"], result["failed"], problems = verdicts(course, reports, job["expected"])
-    if problems:
-        result["status"].append("grading error")
-        result["detail"].append("the course's checks failed on the reference solution: "
-                                + "; ".join(problems)[:600])
+    # What the checks sent, as text: judged in the grader's client once the reference's
+    # reports are in (judge below), so that the reference's run need not come first.
+    result["reports"] = client.reports[0] if client.reports else {}
     for kind, detail in events + client.events:
         if kind not in result["status"]:
             result["status"].append(kind)
@@ -239,6 +237,26 @@ def run(job: dict) -> dict:
     result["review"] += client.review
     result["autograded"] = nbformat.writes(nb)
     return finish()
+
+
+def judge(result: dict, course: dict, expected: dict) -> dict:
+    """The verdicts of a result that ran, against the reference's reports for its seeds."""
+    reports = result.pop("reports", None)
+    if reports is None:  # it never ran: its row already says why
+        return result
+    result["cells"], result["failed"], problems = verdicts(course, reports, expected)
+    if problems:
+        result["status"].append("grading error")
+        result["detail"].append("the course's checks failed on the reference solution: "
+                                + "; ".join(problems)[:600])
+    return result
+
+
+def feedback_on_worker(job: dict) -> dict:
+    """What a grading worker runs for a page: {"course", "result", "late_penalty"} in; the
+    page out, with the status and detail the rendering added (a cut, a plain page)."""
+    result = add_feedback(job, job["result"])
+    return {k: result[k] for k in ("feedback", "status", "detail")}
 
 
 def add_feedback(job: dict, result: dict) -> dict:
@@ -363,8 +381,6 @@ def run_on_worker(job: dict) -> dict:
     result = None
     try:
         result = run_bounded({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
-        if not job.get("reference"):
-            result = add_feedback(job, result)
     except Exception as e:  # our own bug: still a result, still the next job
         result = zero_result(job, "grading error",
                              f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
