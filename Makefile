@@ -31,8 +31,10 @@ run-all: setup
 	@$(TOOLS)/python ci/run_all.py --jobs $(JOBS) $(NOTEBOOKS)
 
 # Reuses run-all's executed notebooks when their code and env are unchanged (ci/book.py).
+# BOOK_BUILD=dir builds into another folder than build/ (the book's tests do).
+BOOK_BUILD ?=
 book: setup
-	@$(TOOLS)/python ci/book.py --jobs $(JOBS)
+	@$(TOOLS)/python ci/book.py --jobs $(JOBS) $(if $(BOOK_BUILD),--build "$(BOOK_BUILD)")
 
 test: setup
 	@bash ci/install_browser.sh
