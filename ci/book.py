@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_all  # noqa: E402  (ci/ is not a package)
@@ -56,15 +54,15 @@ def stale_notebooks(paths: list[Path], build: Path) -> tuple[list[Path], dict[Pa
     shim = run_all.shim_digest()
 
     def check(path: Path):
-        nb = nbformat.read(path, as_version=4)
+        nb = json.loads(path.read_text(encoding="utf-8"))
         executed = build / "notebooks" / path.name
         if not executed.is_file():
             return path, None
         try:
-            env = run_all.kernel_env(nb.metadata.kernelspec.name)
-        except Exception:  # no kernel: run_all reports it the way it reports any failure
+            env = run_all.kernel_env(nb["metadata"]["kernelspec"]["name"])
+            run = json.loads(executed.read_text(encoding="utf-8"))["metadata"]["d2l_run"]
+        except Exception:  # no kernel, or not run by run_all: run it (run_all reports failures)
             return path, None
-        run = nbformat.read(executed, as_version=4).metadata.get("d2l_run", {})
         if run.get("status") == "passed" and run.get("key") == run_all.run_key(nb, env, shim):
             return path, run["executed_at"]
         return path, None
@@ -140,6 +138,8 @@ def verified(fw: str, nb, colab_url: str | None, build: Path) -> str:
 
 def page(notebooks: dict[str, object], build: Path) -> object:
     """The page notebook: per heading a tab set of slots, then each framework's cells."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
     split = {fw: sections(nb) for fw, nb in notebooks.items()}
     skeleton = [title for title, _ in next(iter(split.values()))]
     for fw, secs in split.items():
@@ -184,6 +184,10 @@ def page(notebooks: dict[str, object], build: Path) -> object:
         "language_info": {"name": "python"}})
 
 
+def shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def write_if_changed(path: Path, data: bytes) -> bool:
     if path.is_file() and path.read_bytes() == data:
         return False
@@ -222,6 +226,21 @@ def main(argv: list[str] | None = None) -> int:
               "env, or failed last time)", flush=True)
         failed = run_all.main(["--jobs", str(args.jobs), "--out", str(build),
                                *map(str, stale)]) != 0
+    # Nothing changed since the last build (sources, executed notebooks, the Colab result,
+    # this builder and book/): the site stands as it is. It also spares importing nbformat
+    # and Sphinx, which take seconds here.
+    inputs = hashlib.sha256()
+    for f in [*paths, *(build / "notebooks" / p.name for p in paths), build / COLAB_RESULT,
+              Path(__file__), Path(run_all.__file__), *sorted(CONF.rglob("*.*"))]:
+        inputs.update(str(f).encode() + b"\0" + (f.read_bytes() if f.is_file() else b""))
+    stamp = src / ".inputs"
+    if not stale and stamp.is_file() and stamp.read_text() == inputs.hexdigest() \
+            and (site / "index.html").is_file():
+        print(f"book: executed 0, reused {len(reused)}; page unchanged, site up to date; "
+              f"{time.monotonic() - start:.1f} s. Open {shown(site)}/index.html")
+        return 0
+    import nbformat
+
     notebooks = {}
     for path in paths:
         fw = path.stem.removeprefix("lazy-init-")
@@ -235,10 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     changed = write_if_changed(src / "index.ipynb", text.encode())
     rc = sphinx(src, site)
+    if rc == 0 and not failed:
+        stamp.write_text(inputs.hexdigest())
     print(f"book: executed {len(stale)}, reused {len(reused)}; page "
           f"{'re-rendered' if changed else 'unchanged'}; {time.monotonic() - start:.1f} s. "
-          f"Open {site.relative_to(ROOT) if site.is_relative_to(ROOT) else site}/index.html "
-          "(from disk, or any static server)")
+          f"Open {shown(site)}/index.html (from disk, or any static server)")
     return 1 if failed or rc else 0
 
 

@@ -67,8 +67,11 @@ def shim_digest() -> str:
 def run_key(nb, env: dict, shim: str) -> str:
     """What a notebook's outputs depend on. Markdown is left out: editing prose changes no
     output, so a page built from the notebook re-renders without executing it again."""
-    code = [(c.source, c.metadata.get("tags", [])) for c in nb.cells if c.cell_type == "code"]
-    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    # Plain JSON or nbformat's reading of it (sources as lists of lines or one string): the
+    # book checks keys reading JSON alone, as nbformat takes seconds to import here.
+    code = [("".join(c["source"]), c.get("metadata", {}).get("tags", []))
+            for c in nb["cells"] if c["cell_type"] == "code"]
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     blob = json.dumps([kernel, code, env, shim], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
