@@ -1,5 +1,6 @@
 # The commands people type. Every target sets up what it needs first (incrementally).
 #   make run-all              execute the four chapter notebooks       (NOTEBOOKS=..., JOBS=N)
+#   make book                 the chapter as one page, framework tabs -> build/book/index.html
 #   make test                 every test suite, each in its env, plus lint and clean-notebook checks
 #   make setup                build the envs under .venvs/              (FRAMEWORKS="pytorch jax")
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
@@ -18,7 +19,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 NOTEBOOKS ?=
 TOOLS := .venvs/tools/bin
 
-.PHONY: setup run-all test lint clean-notebooks help
+.PHONY: setup run-all book test lint clean-notebooks help
 
 help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
@@ -29,12 +30,18 @@ setup:
 run-all: setup
 	@$(TOOLS)/python ci/run_all.py --jobs $(JOBS) $(NOTEBOOKS)
 
+# Reuses run-all's executed notebooks when their code and env are unchanged (ci/book.py).
+# BOOK_BUILD=dir builds into another folder than build/ (the book's tests do).
+BOOK_BUILD ?=
+book: setup
+	@$(TOOLS)/python ci/book.py --jobs $(JOBS) $(if $(BOOK_BUILD),--build "$(BOOK_BUILD)")
+
 test: setup
 	@bash ci/install_browser.sh
 	@$(TOOLS)/python ci/test_all.py $(FRAMEWORKS)
 
 lint: setup
-	@$(TOOLS)/ruff check d2l_shim grader ci tests notebooks
+	@$(TOOLS)/ruff check d2l_shim grader ci tests notebooks book
 
 # Strip outputs and execution counts from the committed notebooks (nbstripout does the work).
 # The sample class's submissions are test data, broken on purpose: they stay as handed in.

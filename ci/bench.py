@@ -15,6 +15,9 @@ Usage (from the tools env): python ci/bench.py [--only run-all,grading,sandbox,.
   setup       `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
   shapes      sizing a 10.7e9-parameter model without memory vs eagerly creating one 100x
               smaller, per framework (ci/bench_shapes.py)
+  book        `make book` with nothing changed vs a cold build (every notebook executed,
+              the site rendered), in a temporary build folder; then after one markdown
+              cell's edit: how many notebooks it executed (target 0) and its time
 
 These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
 on the same machine, and nothing here is asserted in a test. Writes build/bench.json and a
@@ -436,6 +439,38 @@ def bench_shapes() -> dict:
             "frameworks": rows}
 
 
+def bench_book(rounds: int = 2) -> dict:
+    """ci/book.py cold, unchanged (best of `rounds`), then after a markdown-only edit."""
+    import nbformat
+
+    def build(tmp: Path) -> tuple[float, str]:
+        start = time.monotonic()
+        out = subprocess.run([str(TOOLS_PY), "ci/book.py", "--build", str(tmp / "build"),
+                              "--notebooks", str(tmp / "notebooks")], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        return time.monotonic() - start, out.strip().splitlines()[-1]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shutil.copytree(ROOT / "notebooks", tmp / "notebooks")
+        cold, cold_line = build(tmp)
+        unchanged = min(build(tmp)[0] for _ in range(rounds))
+        edited = tmp / "notebooks" / "lazy-init-jax.ipynb"
+        nb = nbformat.read(edited, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "markdown" and "Summary" in c.source)
+        cell.source += "\n\nOne more sentence, added by the benchmark."
+        nbformat.write(nb, edited)
+        after_edit, edit_line = build(tmp)
+    executed = int(edit_line.split("executed ", 1)[1].split(",")[0])
+    ratio = unchanged / cold
+    return {"cold_s": round(cold, 1), "unchanged_s": round(unchanged, 2),
+            "ratio": round(ratio, 3), "target": "<= 0.05", "met": ratio <= 0.05,
+            "markdown_edit_s": round(after_edit, 2), "markdown_edit_executed": executed,
+            "markdown_edit_over_unchanged": round(after_edit / unchanged, 2),
+            "markdown_edit_met": executed == 0, "cold_report": cold_line,
+            "markdown_edit_report": edit_line}
+
+
 def plot(results: dict) -> None:
     import matplotlib
 
@@ -459,6 +494,10 @@ def plot(results: dict) -> None:
         labels.append("grading with bwrap / before")
         values.append(results["sandbox"]["ratio"])
         targets.append(1.1)
+    if "book" in results:
+        labels.append("book unchanged / cold")
+        values.append(results["book"]["ratio"])
+        targets.append(0.05)
     if "setup" in results:
         labels.append("setup s / 120 s")
         values.append(results["setup"]["from_scratch_warm_cache_s"] / 120)
@@ -476,7 +515,8 @@ def plot(results: dict) -> None:
 def main() -> int:
     parts = {"run-all": bench_run_all, "grading": bench_grading, "sandbox": bench_sandbox,
              "overhead": bench_overhead, "cluster": bench_cluster, "verdicts": bench_verdicts,
-             "apply-init": bench_apply_init, "setup": bench_setup, "shapes": bench_shapes}
+             "apply-init": bench_apply_init, "setup": bench_setup, "shapes": bench_shapes,
+             "book": bench_book}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
     args = parser.parse_args()
@@ -530,6 +570,13 @@ def main() -> int:
         print(f"{'apply_init ' + s['framework'] + ' ' + s['model'] + ' 4096/1':<34}"
               f"{s['shim_4096_over_1']:>21.2f}x  {'<= 1.2':<14}{s['met']}  (book: "
               f"{s['book_4096_over_1']}x; identical: {s['identical_results']})")
+    if "book" in results:
+        r = results["book"]
+        print(f"{'book unchanged vs cold build':<34}{r['ratio']:>21.3f}x  {r['target']:<14}"
+              f"{r['met']}  ({r['unchanged_s']} s vs {r['cold_s']} s)")
+        print(f"{'book after a markdown edit':<34}{r['markdown_edit_executed']:>15} executed"
+              f"  {'0 executed':<14}{r['markdown_edit_met']}  ({r['markdown_edit_s']} s, "
+              f"{r['markdown_edit_over_unchanged']}x the unchanged rebuild)")
     if "setup" in results:
         r = results["setup"]
         print(f"{'setup from scratch, warm cache':<34}{r['from_scratch_warm_cache_s']:>20.1f} s"

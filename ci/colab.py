@@ -15,13 +15,16 @@ Usage (from the tools env): python ci/colab.py
 
 from __future__ import annotations
 
+import datetime
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,6 +83,36 @@ def register_kernel() -> None:
     }, indent=1))
 
 
+def write_result(junit: Path, rc: int, out: Path = ROOT / "build" / "test-colab.json") -> Path:
+    """build/test-colab.json: when it ran, on what, and each framework's counts (a test's
+    framework is the one its name or parameter names: test_pytorch_..., [jax])."""
+    frameworks = {fw: {"passed": 0, "failed": 0, "skipped": 0} for fw in setup_envs.FRAMEWORKS}
+    if junit.is_file():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            fw = next((f for f in frameworks
+                       if re.search(rf"(^test_{f}_|\[{f}\])", case.get("name", ""))), None)
+            if fw is None:
+                continue
+            failed = case.find("failure") is not None or case.find("error") is not None
+            skipped = case.find("skipped") is not None
+            frameworks[fw]["failed" if failed else "skipped" if skipped else "passed"] += 1
+    env = {"python": None, "packages": {}}
+    try:
+        probe = subprocess.run([str(ENV / "bin" / "python"), "-c", (
+            "import importlib.metadata as m, json, sys; print(json.dumps({'python': "
+            "sys.version.split()[0], 'packages': {p: m.version(p) for p in "
+            "('torch', 'tensorflow', 'keras', 'jax', 'flax', 'numpy')}}))")],
+            capture_output=True, text=True)
+        if probe.returncode == 0:
+            env = json.loads(probe.stdout)
+    except OSError:  # no .venvs/colab: the result still says what ran and how it went
+        pass
+    result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "passed": rc == 0, **env, "frameworks": frameworks}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def main() -> int:
     start = time.monotonic()
     try:
@@ -96,6 +129,7 @@ def main() -> int:
     rc = subprocess.run([sys.executable, "-m", "pytest", "tests/tools/test_notebook_claims.py",
                          "-q", "-p", "no:cacheprovider", f"--junitxml={results / 'colab.xml'}"],
                         cwd=ROOT, env=env).returncode
+    write_result(results / "colab.xml", rc)
     size = subprocess.run(["du", "-sh", str(ENV)], capture_output=True, text=True).stdout.split()
     print(f"test-colab: {'passed' if rc == 0 else 'FAILED'} in "
           f"{time.monotonic() - start:.0f} s; .venvs/colab takes {size[0] if size else '?'}")

@@ -7,6 +7,11 @@ process of its own: never one nbconvert call over mixed kernels, which would run
 the first one's kernel. nbclient does the executing; what it lacks, and this file adds, is
 running a set of notebooks in parallel, classifying how each one failed, and the report.
 
+Each executed notebook records where it came from in its metadata (`d2l_run`): when it
+ran, the kernel's Python and framework versions, and a key over what its outputs depend on
+(its code cells, every package in the kernel's env, d2l_shim's source). `make book`
+(ci/book.py) reads both: it shows the versions, and reuses a notebook whose key still holds.
+
 Writes the executed notebooks to <out>/notebooks/, an HTML rendering of each to <out>/html/,
 each kernel's own stderr to <out>/logs/, and the summary to <out>/run-all.json. A failing
 cell, a timeout, a dead kernel, a kernel that is not installed or an unreadable notebook
@@ -16,14 +21,59 @@ fails only that notebook; the others still run. Exits 1 if any notebook failed, 
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The packages a reader is told a notebook ran with, by kernel; the key covers all of them.
+SHOWN_PACKAGES = {
+    "d2l-pytorch": ("torch",),
+    "d2l-tensorflow": ("tensorflow", "tensorflow-cpu", "keras"),
+    "d2l-mxnet": ("mxnet", "numpy"),
+    "d2l-jax": ("jax", "flax"),
+}
+# Run with the kernel's own interpreter: its Python and every distribution in its env,
+# read from the metadata alone (no framework is imported, so it takes a fraction of a second).
+PROBE = """import importlib.metadata as m, json, re, sys
+print(json.dumps({"python": sys.version.split()[0], "packages": dict(sorted(
+    (re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(), d.version)
+    for d in m.distributions() if d.metadata["Name"]))}))"""
+
+
+def kernel_env(kernel: str) -> dict:
+    """{"python": version, "packages": {name: version}} of the env the kernel runs in."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    python = KernelSpecManager().get_kernel_spec(kernel).argv[0]
+    out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def shim_digest() -> str:
+    """d2l_shim is installed editable: its source is part of every notebook's env."""
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "d2l_shim").glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def run_key(nb, env: dict, shim: str) -> str:
+    """What a notebook's outputs depend on. Markdown is left out: editing prose changes no
+    output, so a page built from the notebook re-renders without executing it again."""
+    # Plain JSON or nbformat's reading of it (sources as lists of lines or one string): the
+    # book checks keys reading JSON alone, as nbformat takes seconds to import here.
+    code = [("".join(c["source"]), c.get("metadata", {}).get("tags", []))
+            for c in nb["cells"] if c["cell_type"] == "code"]
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+    blob = json.dumps([kernel, code, env, shim], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def execute(path: str, out: str, timeout: int) -> dict:
@@ -47,6 +97,15 @@ def execute(path: str, out: str, timeout: int) -> dict:
     if not kernel:
         row.update(status="no kernel", error="the notebook's metadata names no kernelspec")
         return row
+
+    try:
+        env = kernel_env(kernel)
+    except Exception:  # no such kernel or a broken env: nbclient below says which
+        env = {"python": None, "packages": {}}
+    shown = [p for p in SHOWN_PACKAGES.get(kernel, ()) if p in env["packages"]]
+    row.update(executed_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+               python=env["python"], versions={p: env["packages"][p] for p in shown})
+    key = run_key(nb, env, shim_digest())  # before executing: nbclient adds the outputs
 
     current = {"index": None}
 
@@ -81,6 +140,8 @@ def execute(path: str, out: str, timeout: int) -> dict:
     if row["status"] != "passed":
         row["cell"] = current["index"]
     # Write what ran, even after a failure: the partial notebook shows where it stopped.
+    nb.metadata["d2l_run"] = {"key": key, **{k: row[k] for k in (
+        "status", "executed_at", "python", "versions")}}
     out_dir = Path(out)
     nbformat.write(nb, out_dir / "notebooks" / nb_path.name)
     html, _ = HTMLExporter().from_notebook_node(nb)

@@ -16,7 +16,8 @@ import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["add_to_class", "HyperParameters", "format_layer_table", "draw_cascade"]
+__all__ = ["add_to_class", "HyperParameters", "format_layer_table", "describe_cascade",
+           "draw_cascade"]
 
 
 def add_to_class(Class: type) -> Callable:
@@ -153,6 +154,23 @@ def format_layer_table(rows: Sequence[tuple[str, tuple, dict[str, tuple]]]) -> s
     return "\n".join(lines)
 
 
+def describe_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]],
+                     output_shape: tuple) -> str:
+    """What draw_cascade draws, in words: the figure's alt text, for readers who cannot see it.
+
+    One sentence per layer, in the order the forward pass reaches them: the input shape that
+    arrives and the parameter shapes it fixes.
+    """
+    steps = []
+    for name, shape, params in rows:
+        made = (", ".join(f"{k} {tuple(v)}" for k, v in params.items()) if params
+                else "no parameters")
+        steps.append(f"{name} receives {tuple(shape)} and gets {made}.")
+    return (f"The forward pass as a cascade of {len(rows)} layers. Before it, no parameter "
+            f"exists and no shape is known. Then, layer by layer: {' '.join(steps)} "
+            f"The output has shape {tuple(output_shape)}.")
+
+
 def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_shape: tuple,
                  title: str = "One forward pass, layer by layer"):
     """Draw the cascade of `rows` (from layer_table) as boxes and arrows, one step a row.
@@ -161,7 +179,9 @@ def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_sha
     row below is the moment one more layer has been reached: the shape on the arrow into it
     is known, and its parameters (if it has any) are filled in. Returns the matplotlib
     Figure; a notebook shows it. matplotlib is imported here, not at import time, so the
-    rest of the shim works without it.
+    rest of the shim works without it. The figure carries describe_cascade's text: it is
+    the figure's text/plain form in the notebook's output, and its image's alt text
+    (output metadata ``{"image/png": {"alt": ...}}``, which the book's page uses).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
@@ -201,4 +221,9 @@ def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_sha
     ax.axis("off")
     ax.set_title(title, fontsize=11)
     fig.tight_layout()
+    alt = describe_cascade(rows, output_shape)
+    # IPython asks an object for _repr_mimebundle_ before its other formatters, and the
+    # inline backend adds the PNG: the displayed figure gets its words beside its pixels.
+    fig._repr_mimebundle_ = lambda include=None, exclude=None: (
+        {"text/plain": alt}, {"image/png": {"alt": alt}})
     return fig

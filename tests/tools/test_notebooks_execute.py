@@ -7,9 +7,6 @@ prose are checked on the values each kernel computed: tests/tools/test_notebook_
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -29,13 +26,8 @@ NOISE = ["oneDNN", "cpu_feature_guard", "rebuild TensorFlow with the appropriate
 
 
 @pytest.fixture(scope="module")
-def executed(frameworks, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run-all")
-    paths = [str(ROOT / "notebooks" / f"lazy-init-{fw}.ipynb") for fw in frameworks]
-    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "run_all.py"), "--out", str(out),
-                           *paths], capture_output=True, text=True, timeout=1800, cwd=ROOT)
-    report = json.loads((out / "run-all.json").read_text())
-    return proc, report, out
+def executed(run_all_output):
+    return run_all_output  # tests/tools/conftest.py: one run per session, the book's too
 
 
 def outputs_text(nb) -> str:

@@ -8,7 +8,7 @@
 (c) .pre-commit-config.yaml runs the same ruff and nbstripout as `make lint` /
     `make clean-notebooks`, from the tools env (no hook repositories fetched), and its hooks
     really fail on a lint error and a dirty notebook (run in a scratch git repository).
-(d) `ruff check d2l_shim grader ci tests notebooks` passes.
+(d) `ruff check d2l_shim grader ci book tests notebooks` passes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ RUFF = TOOLS / "ruff"
 CHECK_JSONSCHEMA = TOOLS / "check-jsonschema"
 WORKFLOWS = ROOT / ".github" / "workflows"
 PRE_COMMIT_CONFIG = ROOT / ".pre-commit-config.yaml"
-LINT_PATHS = ["d2l_shim", "grader", "ci", "tests", "notebooks"]  # what `make lint` checks
+LINT_PATHS = ["d2l_shim", "grader", "ci", "book", "tests", "notebooks"]  # what `make lint` checks
 # One env per framework: requirements/<framework>.txt, besides the tools env.
 FRAMEWORKS = sorted(p.stem for p in (ROOT / "requirements").glob("*.txt")
                     if p.stem not in ("tools", "colab"))  # colab: `make test-colab`, not an env

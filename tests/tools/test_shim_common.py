@@ -70,3 +70,20 @@ def test_format_layer_table_aligns_columns():
     assert lines[0].split() == ["layer", "input", "shape", "parameter", "shapes"]
     assert lines[2].endswith("weight (256, 20)") and lines[3].endswith("-")
     assert lines[2].index("(2, 20)") == lines[3].index("(2, 256)")
+
+
+def test_draw_cascade_carries_its_alt_text_into_the_displayed_output():
+    """The figure says in words what it shows: each layer's input and parameter shapes."""
+    pytest.importorskip("matplotlib")
+    from IPython.core.formatters import DisplayFormatter
+
+    rows = [("0 Linear", (2, 20), {"weight": (256, 20), "bias": (256,)}),
+            ("1 ReLU", (2, 256), {})]
+    fig = d2l_shim.draw_cascade(rows, (2, 256))
+    alt = d2l_shim.describe_cascade(rows, (2, 256))
+    for words in ("0 Linear receives (2, 20)", "weight (256, 20), bias (256,)",
+                  "1 ReLU receives (2, 256) and gets no parameters", "output has shape (2, 256)"):
+        assert words in alt
+    data, metadata = DisplayFormatter().format(fig)
+    assert data["text/plain"] == alt
+    assert metadata["image/png"]["alt"] == alt
