@@ -201,7 +201,7 @@ def test_pytorch_size_dtype_device(pytorch):
 
 def test_pytorch_shape_raises(pytorch):
     """"The `.shape` attribute, unlike `size()`, refuses: it raises a `RuntimeError`" """
-    assert pytorch.error("net[0].weight.shape")[0] == "RuntimeError"
+    assert pytorch.error("    net[0].weight.shape")[0] == "RuntimeError"
 
 
 def test_pytorch_computing_raises(pytorch):
@@ -276,6 +276,11 @@ def test_pytorch_one_pass_fixes_every_shape(pytorch):
     """"look for `in_features` turning from 0 into 20 and 256" """
     assert pytorch.value("[net[0].in_features, net[2].in_features]") == [20, 256]
     assert pytorch.value("[type(net[0]).__name__, type(net[2]).__name__]") == ["Linear"] * 2
+
+
+def test_pytorch_book_cell_shape_after_the_pass(pytorch):
+    """"Look for `torch.Size([256, 20])`, the output the book prints" """
+    assert pytorch.output("net[0].weight.shape").strip() == "torch.Size([256, 20])"
 
 
 def test_pytorch_weight_layout_and_count(pytorch):

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What each executed notebook must show somewhere in its outputs.
 EXPECTED = {
-    "pytorch": ["<UninitializedParameter>", "torch.Size([0])", "(256, 20)"],
+    "pytorch": ["<UninitializedParameter>", "torch.Size([0])", "torch.Size([256, 20])"],
     "tensorflow": ["[[], []]", "(20, 256)"],
     "mxnet": ["(256, -1)", "(256, 20)"],
     "jax": ["(20, 256)"],
