@@ -426,6 +426,22 @@ def test_pytorch_random_stream_lazy_vs_eager(pytorch):
         "print(torch.equal(_a[0].weight, _b[0].weight))").strip() == "True"
 
 
+def test_pytorch_unreached_branch_stays_lazy(pytorch):
+    """"In a model with two heads, of which the dry run uses one, the other keeps its
+    placeholders, and whatever needs every parameter then fails, `Adagrad` for one" """
+    assert pytorch.output("class TwoHeads(nn.Module)").strip() == \
+        "{'head_a': 'Linear', 'head_b': 'LazyLinear'}"
+    ename, evalue = pytorch.error("with d2l.expect_error(ValueError):\n"
+                                  "    torch.optim.Adagrad(two.parameters())")
+    assert ename == "ValueError" and "uninitialized parameter" in evalue
+
+
+def test_pytorch_dry_run_through_every_branch(pytorch):
+    """"The cure is a dry run that reaches every branch, here one call per head" """
+    assert pytorch.output("two(X, use_b=True)").splitlines() == [
+        "{'head_a': 'Linear', 'head_b': 'Linear'}", "Adagrad built"]
+
+
 # --- TensorFlow / Keras 3 ------------------------------------------------------------------
 
 def test_tensorflow_runs_through(tensorflow):
