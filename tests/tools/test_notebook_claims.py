@@ -843,6 +843,29 @@ def test_jax_nnx_eval_shape(jax):
                      "jax.tree_util.tree_leaves(nnx.state(abstract_layer, nnx.Param)))")
 
 
+def test_jax_lazy_init(jax):
+    """"Linen's own `lazy_init` takes the example input as a `ShapeDtypeStruct`, so no example
+    data has to exist, and returns real parameters" """
+    assert jax.output("lazily = net.lazy_init").strip() == "lazy_init gives init's values: True"
+    assert jax.value("sorted({type(x).__name__ for x in jax.tree_util.tree_leaves(lazily)})") \
+        == ["ArrayImpl"]
+
+
+def test_jax_jit_init(jax):
+    """"Wrapped in `jax.jit`, it is traced, as the spy showed, and compiled into one program
+    that creates every parameter" """
+    assert jax.output("compiled = jax.jit(net.init)").strip() == \
+        "jit(init) gives init's values: True"
+
+
+def test_jax_out_shardings(jax):
+    """"given `out_shardings`, one per parameter, each parameter comes to exist directly in its
+    place across the devices" """
+    assert jax.value("all(type(x.sharding).__name__ == 'NamedSharding' "
+                     "for x in jax.tree_util.tree_leaves(sharded))")
+    assert "NamedSharding(mesh=Mesh('model': 1" in jax.output("mesh = jax.make_mesh")
+
+
 def test_jax_keys_come_from_names(jax):
     """"Append a layer at the end, and the existing layers keep exactly their values" """
     assert jax.value("[same_after_append, same_after_insert]") == [True, False]
