@@ -35,8 +35,8 @@ H2 = [
     "How the framework walks the network",
     "Custom initialization with apply_init",
     "Why it matters: a CNN",
-    "Shapes without memory",
-    "Pitfalls",
+    "Shapes without memory (advanced)",  # the chapter proper ends before it
+    "Pitfalls (advanced)",
     "Summary",
     "Exercises",
 ]
