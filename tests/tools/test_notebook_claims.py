@@ -426,6 +426,21 @@ def test_pytorch_random_stream_lazy_vs_eager(pytorch):
         "print(torch.equal(_a[0].weight, _b[0].weight))").strip() == "True"
 
 
+def test_pytorch_jit_script_refuses_placeholders(pytorch):
+    """"`torch.jit.script` turns a module into a static program and refuses one whose
+    parameters are still placeholders" """
+    ename, evalue = pytorch.error("torch.jit.script(")
+    assert ename == "RuntimeError" and "uninitialized parameters" in evalue
+    assert "forward pass" in evalue
+
+
+def test_pytorch_dtype_before_the_dry_run(pytorch):
+    """"`.double()` or `.to(...)` change them before any data: the parameters are then created
+    with them" """
+    assert pytorch.output("doubled = nn.Sequential").strip() == "torch.float64 torch.float64"
+    assert pytorch.value("str(nn.LazyLinear(3).double().weight.dtype)") == "torch.float64"
+
+
 def test_pytorch_unreached_branch_stays_lazy(pytorch):
     """"In a model with two heads, of which the dry run uses one, the other keeps its
     placeholders, and whatever needs every parameter then fails, `Adagrad` for one" """
