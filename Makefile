@@ -5,7 +5,8 @@
 #   make setup                build the envs under .venvs/              (FRAMEWORKS="pytorch jax")
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
-#   make lab                  JupyterLab with the four framework kernels
+#   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
+#                             (LAB_ARGS="--no-browser --port 8899", LAB_FRESH=1: fresh copies)
 #   make bench                benchmarks -> build/bench.json       (BENCH=verdicts,grading)
 #   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
 #   make lint                 ruff over the code and the notebooks' code cells
@@ -58,6 +59,8 @@ SCHEDULER ?=
 LMS ?=
 ROSTER ?= roster.csv
 BENCH ?=
+LAB_ARGS ?=
+LAB_FRESH ?=
 .PHONY: release grade export lab bench
 release: setup
 	@$(TOOLS)/python -m grader release --course "$(COURSE)"
@@ -71,7 +74,7 @@ export: setup
 	@$(TOOLS)/python -m grader export --course "$(COURSE)" --lms "$(LMS)" --roster "$(ROSTER)"
 
 lab: setup
-	@$(TOOLS)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	@LAB_FRESH=$(LAB_FRESH) $(TOOLS)/python ci/lab.py $(LAB_ARGS)
 
 bench: setup
 	@PYTHON=$(PYTHON) $(TOOLS)/python ci/bench.py $(if $(BENCH),--only $(BENCH))

@@ -14,7 +14,9 @@ ran, the kernel's Python and framework versions, and a key over what its outputs
 
 Writes the executed notebooks to <out>/notebooks/, an HTML rendering of each to <out>/html/,
 each kernel's own stderr to <out>/logs/, and the summary to <out>/run-all.json. A failing
-cell, a timeout, a dead kernel, a kernel that is not installed or an unreadable notebook
+cell (one tagged `raises-exception` included: the tag is ignored here, as VS Code and Colab
+ignore it, so a notebook passes only if a student's Run All reaches its last cell), a
+timeout, a dead kernel, a kernel that is not installed or an unreadable notebook
 fails only that notebook; the others still run. Exits 1 if any notebook failed, 2 on bad arguments.
 """
 
@@ -107,6 +109,13 @@ def execute(path: str, out: str, timeout: int) -> dict:
                python=env["python"], versions={p: env["packages"][p] for p in shown})
     key = run_key(nb, env, shim_digest())  # before executing: nbclient adds the outputs
 
+    # nbclient lets a cell tagged raises-exception fail; a student's frontend may not.
+    tagged = set()
+    for index, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "raises-exception" in tags:
+            tagged.add(index)
+            cell.metadata["tags"] = [t for t in tags if t != "raises-exception"]
     current = {"index": None}
 
     def on_cell_start(cell, cell_index):
@@ -134,6 +143,9 @@ def execute(path: str, out: str, timeout: int) -> dict:
                    + f" (kernel log: {log_path})")
     except CellExecutionError as e:
         row.update(status="error", error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
+        if current["index"] in tagged:
+            row["error"] += (" (the cell's raises-exception tag is ignored, as VS Code and "
+                             "Colab ignore it: show the error with d2l.expect_error)")
     except Exception as e:  # anything else nbclient or the kernel raises: report, don't crash
         row.update(status="error", error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
     row["seconds"] = round(time.monotonic() - start, 1)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = ["add_to_class", "HyperParameters", "format_layer_table", "describe_cascade",
-           "draw_cascade"]
+           "draw_cascade", "expect_error", "layer_name"]
 
 
 def add_to_class(Class: type) -> Callable:
@@ -47,6 +48,65 @@ class HyperParameters:
         }
         for k, v in self.hparams.items():
             setattr(self, k, v)
+
+
+class expect_error:
+    """A block that must raise `expected`: show that error in one line, and go on.
+
+        with d2l.expect_error(RuntimeError):
+            net[0].weight.shape
+
+    prints `RuntimeError: <the message's first line>` instead of a traceback of dozens of
+    lines, and the cell does not fail, so Run All reaches the last cell in every frontend
+    (VS Code and Colab ignore nbconvert's `raises-exception` tag). A block that raises
+    nothing, or an error of another type, raises AssertionError: a lesson that stopped
+    being true on a new version stops the run instead of passing unnoticed. A subclass of
+    `expected` counts, and its own name is shown. The caught error stays in `.error`.
+    """
+
+    def __init__(self, expected: type[BaseException] | tuple[type[BaseException], ...],
+                 max_chars: int = 200):
+        types = expected if isinstance(expected, tuple) else (expected,)
+        if not types or not all(isinstance(t, type) and issubclass(t, BaseException)
+                                for t in types):
+            raise TypeError(f"expect_error(expected): expected must be an exception class or "
+                            f"a tuple of them, e.g. expect_error(RuntimeError), not "
+                            f"{expected!r}")
+        self.expected = types
+        self.max_chars = max_chars
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> expect_error:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        wanted = " or ".join(t.__name__ for t in self.expected)
+        if error is None:
+            raise AssertionError(f"expect_error: the block should have raised {wanted}, but "
+                                 "it raised nothing; the behaviour it shows has changed")
+        if not isinstance(error, self.expected):
+            if not isinstance(error, Exception):
+                return False  # KeyboardInterrupt, SystemExit: not ours to judge
+            raise AssertionError(f"expect_error: the block should have raised {wanted}, but "
+                                 f"it raised {one_line(error, self.max_chars)}") from error
+        self.error = error
+        print(one_line(error, self.max_chars))
+        return True  # the error is shown and swallowed
+
+
+# Keras wraps a layer's error in "Exception encountered when calling <layer>.call()." and
+# puts the error itself on the next line, in bold (terminal escapes).
+_WRAPPER = re.compile(r"Exception encountered when calling .*\.$")
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(error: BaseException, max_chars: int = 200) -> str:
+    """`Type: first line of the message`, shortened to `max_chars` characters."""
+    lines = [line.strip() for line in _ESCAPES.sub("", str(error)).splitlines() if line.strip()]
+    if len(lines) > 1 and _WRAPPER.match(lines[0]):
+        lines = lines[1:]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= max_chars else text[:max_chars - 1].rstrip() + "…"
 
 
 # --- checks shared by the frameworks' apply_init -------------------------------------------
@@ -165,10 +225,22 @@ def describe_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]],
     for name, shape, params in rows:
         made = (", ".join(f"{k} {tuple(v)}" for k, v in params.items()) if params
                 else "no parameters")
-        steps.append(f"{name} receives {tuple(shape)} and gets {made}.")
-    return (f"The forward pass as a cascade of {len(rows)} layers. Before it, no parameter "
+        declared, now = layer_name(name, False), layer_name(name, True)
+        becomes = f", becomes {now.split()[-1]}" if now != declared else ""
+        steps.append(f"{declared} receives {tuple(shape)}{becomes} and gets {made}.")
+    layers = "1 layer" if len(rows) == 1 else f"{len(rows)} layers"
+    return (f"The forward pass as a cascade of {layers}. Before it, no parameter "
             f"exists and no shape is known. Then, layer by layer: {' '.join(steps)} "
             f"The output has shape {tuple(output_shape)}.")
+
+
+def layer_name(name: str, reached: bool) -> str:
+    """ "0 LazyLinear -> Linear" is "0 LazyLinear" before the layer is reached, "0 Linear"
+    after; a name without an arrow stays as it is."""
+    declared, arrow, after = name.partition(" -> ")
+    if not arrow or not reached:
+        return declared
+    return f"{declared.split()[0]} {after}" if " " in declared else after
 
 
 def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_shape: tuple,
@@ -177,7 +249,9 @@ def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_sha
 
     The top row is the network as declared: no parameter exists and no shape is known. Each
     row below is the moment one more layer has been reached: the shape on the arrow into it
-    is known, and its parameters (if it has any) are filled in. Returns the matplotlib
+    is known, and its parameters (if it has any) are filled in. A layer named
+    "0 LazyLinear -> Linear" (the pass changed its class) is drawn as "0 LazyLinear" until
+    it is reached and as "0 Linear" after. Returns the matplotlib
     Figure; a notebook shows it. matplotlib is imported here, not at import time, so the
     rest of the shim works without it. The figure carries describe_cascade's text: it is
     the figure's text/plain form in the notebook's output, and its image's alt text
@@ -206,8 +280,8 @@ def draw_cascade(rows: Sequence[tuple[str, tuple, dict[str, tuple]]], output_sha
                     if reached else "parameters: ?"
             else:
                 detail = "no parameters"
-            ax.text(x + 0.9, y + 0.2, name, ha="center", va="center", fontsize=9,
-                    weight="bold")
+            ax.text(x + 0.9, y + 0.2, layer_name(name, reached), ha="center", va="center",
+                    fontsize=9, weight="bold")
             ax.text(x + 0.9, y - 0.15, detail, ha="center", va="center", fontsize=7.5)
         for i, shape in enumerate(shapes):  # the arrow into layer i (i == n: the output)
             x0, x1 = 2.6 * i + 0.2, 2.6 * i + 1.0

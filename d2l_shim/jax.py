@@ -10,12 +10,14 @@ from . import (
     add_to_class,
     check_example_inputs,
     draw_cascade,
+    expect_error,
     format_layer_table,
     missing_net_error,
     one_row,
 )
 
-__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "Module", "get_key", "set_seed",
+__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "expect_error",
+           "Module", "get_key", "set_seed",
            "layer_table", "param_shapes", "one_row"]
 
 _key = jax.random.PRNGKey(0)

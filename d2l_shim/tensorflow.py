@@ -13,13 +13,15 @@ from . import (
     check_example_inputs,
     check_init,
     draw_cascade,
+    expect_error,
     format_layer_table,
     missing_net_error,
     one_row,
     shape_mismatch_error,
 )
 
-__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "Module", "layer_table", "one_row",
+__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "expect_error",
+           "Module", "layer_table", "one_row",
            "walk_layers"]
 
 

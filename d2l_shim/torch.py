@@ -14,13 +14,15 @@ from . import (
     check_example_inputs,
     check_init,
     draw_cascade,
+    expect_error,
     format_layer_table,
     missing_net_error,
     one_row,
     shape_mismatch_error,
 )
 
-__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "Module", "layer_table", "one_row"]
+__all__ = ["add_to_class", "HyperParameters", "draw_cascade", "expect_error",
+           "Module", "layer_table", "one_row"]
 
 
 class Module(nn.Module, HyperParameters):
@@ -69,8 +71,11 @@ def layer_table(net: nn.Module, X: torch.Tensor, show: bool = True):
     """Run X through net and list each leaf layer's input shape and parameter shapes.
 
     Returns rows (layer, input shape, {parameter name: shape}) and, with show=True, prints
-    them as a table. The forward pass materializes lazy layers, like any first call.
+    them as a table. The forward pass materializes lazy layers, like any first call; a
+    layer whose class it changed is named by both, "0 LazyLinear -> Linear" (the class is
+    read before the pass, since a lazy layer's own pre-hook changes it before ours runs).
     """
+    declared = {m: type(m).__name__ for m in net.modules()}
     rows: dict[nn.Module, tuple[str, tuple]] = {}
 
     def record(name: str):
@@ -86,7 +91,8 @@ def layer_table(net: nn.Module, X: torch.Tensor, show: bool = True):
     finally:
         for h in handles:
             h.remove()
-    table = [(f"{name} {type(m).__name__}", shape,
+    table = [(f"{name} {declared[m]}" + (f" -> {type(m).__name__}"
+                                         if type(m).__name__ != declared[m] else ""), shape,
               {k: tuple(p.shape) for k, p in m.named_parameters(recurse=False)})
              for m, (name, shape) in rows.items()]
     if show:

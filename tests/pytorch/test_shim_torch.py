@@ -133,10 +133,34 @@ def test_inputs_that_do_not_fit_name_the_layer():
 
 def test_layer_table_follows_the_cascade(capsys):
     rows = d2l.layer_table(mlp(), torch.rand(2, 20))
-    assert rows == [("0 Linear", (2, 20), {"weight": (256, 20), "bias": (256,)}),
+    assert rows == [("0 LazyLinear -> Linear", (2, 20), {"weight": (256, 20), "bias": (256,)}),
                     ("1 ReLU", (2, 256), {}),
-                    ("2 Linear", (2, 256), {"weight": (10, 256), "bias": (10,)})]
+                    ("2 LazyLinear -> Linear", (2, 256), {"weight": (10, 256), "bias": (10,)})]
     assert "weight (256, 20)" in capsys.readouterr().out
+    eager = nn.Sequential(nn.Linear(20, 256), nn.ReLU())
+    assert [name for name, _, _ in d2l.layer_table(eager, torch.rand(2, 20), show=False)] == \
+        ["0 Linear", "1 ReLU"]
+
+
+def test_cascade_figure_shows_lazy_layers_as_declared_and_linear_once_reached():
+    rows = d2l.layer_table(mlp(), torch.rand(2, 20), show=False)
+    fig = d2l.draw_cascade(rows, output_shape=(2, 10))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # drawing order: per row, its label, then each layer's name and detail, then the arrows
+    declared_row = texts[:texts.index("reached 0")]
+    last_row = texts[texts.index("reached 2"):]
+    assert "0 LazyLinear" in declared_row and "0 Linear" not in declared_row
+    assert "0 Linear" in last_row and "2 Linear" in last_row and "0 LazyLinear" not in last_row
+
+
+def test_expect_error_shows_the_placeholder_error_in_one_line(capsys):
+    with d2l.expect_error(RuntimeError):
+        _ = nn.LazyLinear(3).weight.shape
+    assert capsys.readouterr().out.startswith("RuntimeError: Can't access the shape of an "
+                                              "uninitialized parameter")
+    with pytest.raises(AssertionError, match="raised nothing"):
+        with d2l.expect_error(RuntimeError):
+            _ = nn.Linear(2, 3).weight.shape
 
 
 def test_an_optimizer_built_before_the_first_batch_updates_the_materialized_parameters():

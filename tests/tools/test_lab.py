@@ -1,10 +1,13 @@
 """`make lab` for real: JupyterLab from the tools env, driven by Debian's Chromium.
 
-The test starts `jupyter lab` on 127.0.0.1 (free port, token, temp root/runtime/settings
-dirs, so nothing in the repository or in ~/.jupyter is touched), opens one chapter notebook
-by URL, checks that JupyterLab picked the notebook's own kernel, runs every cell with
+The test runs `make lab` as a student does, with LAB_ARGS for 127.0.0.1, a free port and a
+token, and LAB_DIR / LAB_RELEASE pointing at temp dirs (so nothing in the repository or in
+~/.jupyter is touched, which `git status` confirms). It checks that the lab shows no nbgrader
+menu, button or pop-up and lists the released assignment, opens make lab's working copy of
+one chapter notebook by URL, checks that JupyterLab picked the notebook's own kernel, runs
+every cell with
 Run > Run All Cells, waits until every code cell has an execution count, and fails on any
-error output outside cells tagged `raises-exception`. It leaves a screenshot in
+error output (no cell of the chapter may raise). It leaves a screenshot in
 build/lab-<framework>.png and always shuts JupyterLab and its kernels down.
 
 The notebook is notebooks/lazy-init-<fw>.ipynb for the first framework (pytorch first)
@@ -23,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -127,38 +129,31 @@ class Lab:
         self.token = os.urandom(16).hex()
         self.base = f"http://127.0.0.1:{self.port}"
         self.root = tmp / "root"
+        self.release = tmp / "release"
         self.runtime = tmp / "runtime"
-        settings = tmp / "settings"
-        for d in (self.root, self.runtime, tmp / "workspaces", tmp / "config"):
-            d.mkdir()
-        # No "get Jupyter news?" toast over the notebook; every cell in the DOM at once.
+        settings = self.root / ".jupyter" / "settings"  # make lab's own settings dir
+        self.runtime.mkdir()
+        # Every cell in the DOM at once (make lab turns the news pop-up off itself).
         for plugin, values in {
-            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
-                                                            "checkForUpdates": False},
             "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
         }.items():
             f = settings / f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(values))
-        self.env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime),
-                    "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-                    "JUPYTERLAB_SETTINGS_DIR": str(settings),
-                    "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces")}
+        self.env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime)}
         self.log_path = tmp / "lab.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-               f"--ServerApp.root_dir={self.root}",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--LabApp.news_url=None"]
-        if os.geteuid() == 0:
-            cmd.append("--allow-root")  # containers and CI images often run as root
+        """`make lab` as a student types it, with LAB_ARGS for the port and token, in a temp
+        LAB_DIR (the working copies) and with a stand-in release (LAB_RELEASE)."""
+        args = (f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={self.port} "
+                f"--ServerApp.port_retries=0 --IdentityProvider.token={self.token}")
+        cmd = ["make", "--no-print-directory", "lab", f"LAB_ARGS={args}"]
+        self.env.update(LAB_DIR=str(self.root), LAB_RELEASE=str(self.release))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.root,
+                                         stdin=subprocess.DEVNULL, env=self.env, cwd=ROOT,
                                          start_new_session=True)
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
@@ -250,8 +245,11 @@ def test_lab_opens_notebook_on_its_kernel_and_runs_all_cells(browser, tmp_path):
     spec_file = Path(KernelSpecManager().find_kernel_specs()[kernel]) / "kernel.json"
     display_name = json.loads(spec_file.read_text())["display_name"]
     lab = Lab(tmp_path)
-    (lab.root / notebook.name).write_bytes(notebook.read_bytes())
-    served = lab.root / notebook.name
+    assignment = lab.release / "lazy-init" / f"lazy-init-{fw}.ipynb"
+    assignment.parent.mkdir(parents=True)
+    assignment.write_bytes(notebook.read_bytes())
+    served = lab.root / "notebooks" / notebook.name  # make lab's working copy
+    git_status = repository_status()
     shot = BUILD / f"lab-{fw}.png"
     BUILD.mkdir(exist_ok=True)
     page = None
@@ -260,8 +258,17 @@ def test_lab_opens_notebook_on_its_kernel_and_runs_all_cells(browser, tmp_path):
         lab.start()
         page = browser.new_page(viewport={"width": 1440, "height": 1400})
         page.set_default_timeout(PAGE_TIMEOUT * 1000)
-        page.goto(f"{lab.base}/lab/tree/{notebook.name}?token={lab.token}")
+        page.goto(f"{lab.base}/lab/tree/notebooks/{notebook.name}?token={lab.token}")
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+
+        # A student's lab: no instructor's menu, the released assignment in the file browser.
+        menus = page.locator("li.lm-MenuBar-item").all_inner_texts()
+        assert "Run" in menus and not any("nbgrader" in m.lower() for m in menus), menus
+        assert not page.locator(".Toastify__toast").count(), "a pop-up covers the notebook"
+        assert not page.locator("[data-jp-item-name*='nbgrader' i], .nbgrader-validate"
+                                ).count(), "an nbgrader toolbar item is shown"
+        listing = json.loads(get(f"{lab.base}/api/contents/release/lazy-init?token={lab.token}"))
+        assert assignment.name in [item["name"] for item in listing["content"]], listing
 
         # The notebook's own kernel, started without asking (no "Select Kernel" dialog).
         page.wait_for_function(
@@ -307,14 +314,11 @@ def test_lab_opens_notebook_on_its_kernel_and_runs_all_cells(browser, tmp_path):
         assert len(dom) == len(saved), f"{len(dom)} code cells shown, {len(saved)} saved"
         problems = []
         for i, (shown_cell, cell) in enumerate(zip(dom, saved, strict=True), 1):
-            expected = "raises-exception" in cell.metadata.get("tags", [])
             where = f"code cell {i} ({cell.source.splitlines()[0] if cell.source else ''!r})"
             if not re.fullmatch(r"\[\d+\]:", shown_cell["prompt"].strip()):
                 problems.append(f"{where} did not run (prompt {shown_cell['prompt']!r})")
             if cell.execution_count is None:
                 problems.append(f"{where} has no execution count in the saved notebook")
-            if expected:
-                continue
             for out in cell.outputs:
                 if out.output_type == "error":
                     problems.append(f"{where} raised {out.ename}: {out.evalue}")
@@ -338,3 +342,41 @@ def test_lab_opens_notebook_on_its_kernel_and_runs_all_cells(browser, tmp_path):
             page.close()
         lab.stop()
     assert not lab.kernel_pids(), "kernels left running after JupyterLab shut down"
+    assert repository_status() == git_status, "the lab changed files of the repository"
+
+
+def repository_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_make_lab_prepares_copies_and_a_config_without_nbgrader(tmp_path):
+    """ci/lab.py --prepare-only, as make lab runs it: copies kept until LAB_FRESH=1, and a
+    config dir in which JupyterLab itself reports nbgrader's front end disabled."""
+    lab_dir, release = tmp_path / "lab", tmp_path / "release"
+    (release / "ps1").mkdir(parents=True)
+    (release / "ps1" / "a.ipynb").write_text("{}")
+    env = {**os.environ, "LAB_DIR": str(lab_dir), "LAB_RELEASE": str(release)}
+    tools = Path(ROOT / ".venvs" / "tools" / "bin")
+
+    def prepare(**extra):
+        subprocess.run([str(tools / "python"), str(ROOT / "ci" / "lab.py"), "--prepare-only"],
+                       env={**env, **extra}, check=True, capture_output=True, timeout=120)
+
+    prepare()
+    copy = lab_dir / "notebooks" / "lazy-init-pytorch.ipynb"
+    assert copy.read_bytes() == (ROOT / "notebooks" / copy.name).read_bytes()
+    assert (lab_dir / "release" / "ps1" / "a.ipynb").exists()
+    copy.write_text("a student's work")
+    prepare()
+    assert copy.read_text() == "a student's work"  # kept: autosave's changes are the student's
+    prepare(LAB_FRESH="1")
+    assert copy.read_bytes() == (ROOT / "notebooks" / copy.name).read_bytes()
+    config = {**env, "JUPYTER_CONFIG_DIR": str(lab_dir / ".jupyter" / "config")}
+    listed = subprocess.run([str(tools / "jupyter"), "labextension", "list"], env=config,
+                            capture_output=True, text=True, timeout=120)
+    line = next(x for x in (listed.stdout + listed.stderr).splitlines() if "nbgrader" in x)
+    assert "disabled" in line, line
+    server = json.loads((lab_dir / ".jupyter" / "config" / "jupyter_server_config.json")
+                        .read_text())["ServerApp"]["jpserver_extensions"]
+    assert server and not any(server.values()), server

@@ -62,7 +62,7 @@ class ExecutedNotebook:
         for index, cell in enumerate(self.nb.cells):
             try:
                 self.client.execute_cell(cell, index)
-            except CellExecutionError as e:  # an untagged cell failed: the run stops there
+            except CellExecutionError as e:  # a cell raised: the run stops there
                 self.stopped_at = (index, e)
                 break
 
@@ -82,9 +82,14 @@ class ExecutedNotebook:
         return re.sub(r"\x1b\[[0-9;]*m", "", "".join(parts))  # no terminal colours
 
     def error(self, snippet: str) -> tuple[str, str]:
-        errors = [o for o in self.cell(snippet).outputs if o.output_type == "error"]
-        assert errors, f"the cell containing {snippet!r} raised nothing"
-        return errors[0].ename, errors[0].evalue
+        """(type, message) of the error that the cell containing `snippet` shows through
+        d2l.expect_error: the one line it printed, not a traceback."""
+        cell = self.cell(snippet)
+        assert "d2l.expect_error(" in cell.source, f"{snippet!r} shows no expected error"
+        assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
+        shown = re.search(r"^(\w+): (.*)$", self.output(snippet), re.M)
+        assert shown, f"the cell containing {snippet!r} printed no error line"
+        return shown.group(1), shown.group(2)
 
     def has_image(self, snippet: str) -> bool:
         return any("image/png" in o.get("data", {}) for o in self.cell(snippet).outputs)
@@ -147,7 +152,7 @@ def jax(executed):
 def no_unexpected_error(nb: ExecutedNotebook) -> None:
     if nb.stopped_at:
         index, e = nb.stopped_at
-        pytest.fail(f"cell {index} raised outside a raises-exception cell: {e}")
+        pytest.fail(f"cell {index} raised (no cell of the chapter may): {e}")
 
 
 # --- Colab: the set-up cells, run for real (make test-colab) ---------------------------------
@@ -196,7 +201,7 @@ def test_pytorch_size_dtype_device(pytorch):
 
 def test_pytorch_shape_raises(pytorch):
     """"The `.shape` attribute, unlike `size()`, refuses: it raises a `RuntimeError`" """
-    assert pytorch.error("net[0].weight.shape")[0] == "RuntimeError"
+    assert pytorch.error("    net[0].weight.shape")[0] == "RuntimeError"
 
 
 def test_pytorch_computing_raises(pytorch):
@@ -224,12 +229,40 @@ def test_pytorch_optimizers_built_before_the_data(pytorch):
 
 
 def test_pytorch_optimizers_that_refuse(pytorch):
-    """"`Adagrad` fills its state from the values right away, and `Muon`, which only handles
-    matrices, rejects the 0-sized placeholder" """
+    """"`Adagrad` fills its state from the values right away, and `Muon` takes only matrices
+    (2-D parameters), while a placeholder is 1-D, `torch.Size([0])`" """
     table = dict(line.split(None, 1) for line in
                  pytorch.output("for make in (torch.optim.SGD").splitlines())
     assert table["Adagrad"].startswith("ValueError: Attempted to use an uninitialized")
     assert table["Muon"].startswith("ValueError: Muon only supports 2D")
+    assert pytorch.value("len(nn.LazyLinear(3).weight.size())") == 1
+    assert "torch.Size([0])" in pytorch.run(
+        "try:\n    torch.optim.Muon(nn.LazyLinear(3).parameters())\n"
+        "except ValueError as e:\n    print(e)")
+
+
+def test_pytorch_notes_on_optimizers_were_wrong_not_outdated(pytorch):
+    """"Those notes were wrong rather than outdated: since lazy modules first appeared (2020),
+    the common optimizers have not needed it" """
+    table = dict(line.split(None, 1) for line in
+                 pytorch.output("for make in (torch.optim.SGD").splitlines())
+    refusing = sorted(name for name, result in table.items() if result != "built")
+    assert refusing == ["Adagrad", "Muon"]  # Muon came to torch.optim years later
+
+
+def test_pytorch_muon_refuses_the_biases_after_the_dry_run(pytorch):
+    """"after it `Muon(net.parameters())` still refuses, now naming a bias of 256 numbers" """
+    ename, evalue = pytorch.error("torch.optim.Muon(tuned.parameters())")
+    assert ename == "ValueError" and "torch.Size([256])" in evalue
+    assert not pytorch.value("any(nn.parameter.is_lazy(p) for p in tuned.parameters())")
+
+
+def test_pytorch_muon_for_the_matrices_only(pytorch):
+    """"Muon is meant for the weight matrices only; everything else (biases, and in other
+    models embeddings and norms) goes to a second optimizer such as AdamW" """
+    assert pytorch.output("matrices = [p for p").strip() == \
+        "Muon: [(256, 20), (10, 256)] | AdamW: [(256,), (10,)]"
+    assert pytorch.value("[type(o).__name__ for o in optimizers]") == ["Muon", "AdamW"]
 
 
 def test_pytorch_optimizer_holds_the_materialized_objects(pytorch):
@@ -243,6 +276,11 @@ def test_pytorch_one_pass_fixes_every_shape(pytorch):
     """"look for `in_features` turning from 0 into 20 and 256" """
     assert pytorch.value("[net[0].in_features, net[2].in_features]") == [20, 256]
     assert pytorch.value("[type(net[0]).__name__, type(net[2]).__name__]") == ["Linear"] * 2
+
+
+def test_pytorch_book_cell_shape_after_the_pass(pytorch):
+    """"Look for `torch.Size([256, 20])`, the output the book prints" """
+    assert pytorch.output("net[0].weight.shape").strip() == "torch.Size([256, 20])"
 
 
 def test_pytorch_weight_layout_and_count(pytorch):
@@ -269,6 +307,18 @@ def test_pytorch_seven_features_change_only_the_first_weight(pytorch):
 def test_pytorch_cascade_figure(pytorch):
     """"The same cascade as a picture, drawn by `d2l.draw_cascade`" """
     assert pytorch.has_image("d2l.draw_cascade(rows")
+
+
+def test_pytorch_cascade_declared_row_is_lazy(pytorch):
+    """"The top row is the network as declared, its layers still `LazyLinear`; each row below
+    is one more layer reached by the pass, which turns that layer into a `Linear`" """
+    assert "0 LazyLinear -> Linear" in pytorch.output("rows = d2l.layer_table(fresh, X)")
+    texts = pytorch.value(
+        "[t.get_text() for t in d2l.draw_cascade(d2l.layer_table(nn.Sequential(nn.LazyLinear("
+        "256), nn.ReLU(), nn.LazyLinear(10)), X, show=False), (2, 10)).axes[0].texts]")
+    declared, reached = texts[:texts.index("reached 0")], texts[texts.index("reached 0"):]
+    assert {"0 LazyLinear", "2 LazyLinear"} <= set(declared) and "0 Linear" not in declared
+    assert "0 Linear" in reached and "2 Linear" in reached
 
 
 def test_pytorch_materializes_layer_by_layer(pytorch):
@@ -305,9 +355,12 @@ def test_pytorch_apply_init_eval_mode_no_gradients(pytorch):
 
 
 def test_pytorch_apply_init_refuses_a_bare_tensor(pytorch):
-    """"The shim refuses it and says what to pass instead" """
+    """"The shim refuses it and says what to pass instead: look for `expects a tuple or list`
+    in its message" """
     ename, evalue = pytorch.error("MLP().apply_init(X")
-    assert ename == "TypeError" and "apply_init([X])" in evalue
+    assert ename == "TypeError" and "expects a tuple or list of example inputs" in evalue
+    assert "Wrap it: apply_init([X])" in pytorch.run(
+        "try:\n    MLP().apply_init(X)\nexcept TypeError as e:\n    print(e)")
 
 
 def test_pytorch_cnn_flattened_sizes(pytorch):
@@ -373,6 +426,37 @@ def test_pytorch_random_stream_lazy_vs_eager(pytorch):
         "print(torch.equal(_a[0].weight, _b[0].weight))").strip() == "True"
 
 
+def test_pytorch_jit_script_refuses_placeholders(pytorch):
+    """"`torch.jit.script` turns a module into a static program and refuses one whose
+    parameters are still placeholders" """
+    ename, evalue = pytorch.error("torch.jit.script(")
+    assert ename == "RuntimeError" and "uninitialized parameters" in evalue
+    assert "forward pass" in evalue
+
+
+def test_pytorch_dtype_before_the_dry_run(pytorch):
+    """"`.double()` or `.to(...)` change them before any data: the parameters are then created
+    with them" """
+    assert pytorch.output("doubled = nn.Sequential").strip() == "torch.float64 torch.float64"
+    assert pytorch.value("str(nn.LazyLinear(3).double().weight.dtype)") == "torch.float64"
+
+
+def test_pytorch_unreached_branch_stays_lazy(pytorch):
+    """"In a model with two heads, of which the dry run uses one, the other keeps its
+    placeholders, and whatever needs every parameter then fails, `Adagrad` for one" """
+    assert pytorch.output("class TwoHeads(nn.Module)").strip() == \
+        "{'head_a': 'Linear', 'head_b': 'LazyLinear'}"
+    ename, evalue = pytorch.error("with d2l.expect_error(ValueError):\n"
+                                  "    torch.optim.Adagrad(two.parameters())")
+    assert ename == "ValueError" and "uninitialized parameter" in evalue
+
+
+def test_pytorch_dry_run_through_every_branch(pytorch):
+    """"The cure is a dry run that reaches every branch, here one call per head" """
+    assert pytorch.output("two(X, use_b=True)").splitlines() == [
+        "{'head_a': 'Linear', 'head_b': 'Linear'}", "Adagrad built"]
+
+
 # --- TensorFlow / Keras 3 ------------------------------------------------------------------
 
 def test_tensorflow_runs_through(tensorflow):
@@ -401,8 +485,8 @@ def test_tensorflow_get_weights_no_longer_raises(tensorflow):
 
 def test_tensorflow_kernel_and_count_params_raise(tensorflow):
     """"What does raise is reaching for a weight that does not exist yet" """
-    assert tensorflow.error("net.layers[0].kernel")[0] == "AttributeError"
-    ename, evalue = tensorflow.error("net.count_params()")
+    assert tensorflow.error("    net.layers[0].kernel")[0] == "AttributeError"
+    ename, evalue = tensorflow.error("    net.count_params()")
     assert ename == "ValueError" and "isn't built" in evalue
 
 
@@ -481,6 +565,51 @@ def test_tensorflow_stateless_scope_counts_without_values(tensorflow):
     assert tensorflow.value("all(w._value is None for w in huge.weights)")
 
 
+def test_tensorflow_reading_a_stateless_weight_draws_and_keeps_nothing(tensorflow):
+    """"every read draws a temporary full-size tensor from the weight's initializer (4 GB for
+    one kernel here), and the weight itself stays empty" """
+    assert tensorflow.output("calls = []").strip() == \
+        "initializer calls: [(2, 3), (2, 3), (2, 3)] | kernel still empty: True"
+    assert tensorflow.value("tuple(huge.layers[1].kernel.shape)") == [32768, 32768]
+    assert 32768 * 32768 * 4 / 1e9 > 4
+
+
+def test_tensorflow_stateless_model_cannot_be_trained(tensorflow):
+    """"So a model built this way cannot be trained as it is: there is nothing to update, and
+    `assign`, which every optimizer step uses, fails" """
+    assert tensorflow.error("kernel.assign(keras.ops.zeros((2, 3)))")[0] == "AttributeError"
+    out = tensorflow.run(
+        "import numpy as _np\n_p = keras.Sequential([keras.layers.Dense(3)])\n"
+        "with keras.StatelessScope(initialize_variables=False):\n    _p.build((None, 2))\n"
+        "_p.compile(optimizer='sgd', loss='mse')\ntry:\n"
+        "    _p.fit(_np.zeros((4, 2)), _np.zeros((4, 3)), verbose=0)\n    print('trained')\n"
+        "except Exception as e:\n    print(type(e).__name__)")
+    assert out.strip() == "AttributeError"  # fit stops: the weights hold no values
+
+
+def test_tensorflow_keras_input_builds_at_declaration(tensorflow):
+    """"a `keras.Input(shape=(20,))` in front, and every layer is built, weights and values, as
+    soon as the model exists" """
+    assert tensorflow.output("with_input = keras.Sequential").strip() == \
+        "built: True | [(20, 256), (256,), (256, 10), (10,)]"
+    assert tensorflow.value("all(w._value is not None for w in with_input.weights)")
+
+
+def test_tensorflow_values_drawn_during_the_symbolic_pass(tensorflow):
+    """"Keras does not wait that long: each layer draws its initial values when it is built,
+    during the symbolic pass, before the layers after it have a shape" """
+    assert tensorflow.output("def reporting(shape").splitlines() == [
+        "initial values drawn for (20, 256); last layer built: False",
+        "initial values drawn for (256, 10); last layer built: False"]
+
+
+def test_tensorflow_learn_bullet_each_layer_draws_its_values(tensorflow):
+    """"a symbolic pass through the whole model, in which each layer is built and draws its
+    initial values, before the batch's numbers are computed" """
+    first, second = tensorflow.output("class Spy(keras.layers.Layer)").splitlines()
+    assert first.startswith("Spy receives SymbolicTensor") and "EagerTensor" in second
+
+
 def test_tensorflow_later_input_shape_is_ignored(tensorflow):
     """"it changes nothing and raises nothing" """
     assert tensorflow.output("declared = keras.Sequential").splitlines()[0] == \
@@ -497,6 +626,18 @@ def test_tensorflow_built_means_fixed(tensorflow):
 
 def test_mxnet_runs_through(mxnet):
     no_unexpected_error(mxnet)
+
+
+def test_mxnet_python_limit_comes_from_numpy(mxnet):
+    """"MXNet's own wheel is built for any Python 3; the limit to Python 3.11 or older comes
+    from numpy: 1.23.5, the last release it can use, has no wheels for newer Python" """
+    tags = mxnet.value(
+        "{d: [t.split(': ')[1] for t in __import__('importlib.metadata', fromlist=['_'])"
+        ".distribution(d).read_text('WHEEL').splitlines() if t.startswith('Tag')] "
+        "for d in ('mxnet', 'numpy')}")
+    assert all(t.startswith("py3-none-") for t in tags["mxnet"]), tags
+    assert all(t.startswith("cp311-cp311-") for t in tags["numpy"]), tags
+    assert mxnet.value("onp.__version__") == "1.23.5"
 
 
 def test_mxnet_unknown_size_is_minus_one(mxnet):
@@ -518,9 +659,10 @@ def test_mxnet_parameters_exist_with_open_sizes(mxnet):
 
 def test_mxnet_two_errors_one_family(mxnet):
     """"one `except RuntimeError` catches both" """
-    cells = [c for c in mxnet.nb.cells if c.source == "net[0].weight.data()"]
-    names = [o.ename for c in cells for o in c.outputs if o.output_type == "error"]
-    assert names == ["RuntimeError", "DeferredInitializationError"]
+    source = "with d2l.expect_error(RuntimeError):\n    net[0].weight.data()"
+    shown = [o.text.split(":")[0] for c in mxnet.nb.cells if c.source == source
+             for o in c.outputs if o.output_type == "stream"]
+    assert shown == ["RuntimeError", "DeferredInitializationError"]
     assert mxnet.value("issubclass(mx.gluon.parameter.DeferredInitializationError, "
                        "RuntimeError)")
 
@@ -677,6 +819,14 @@ def test_jax_init_eager_then_traced(jax):
     assert second.startswith("Spy receives ") and "Tracer of shape (2, 256)" in second
 
 
+def test_jax_values_drawn_when_the_call_reaches_the_layer(jax):
+    """"`init` does not wait that long either: a layer's initializer runs when the call reaches
+    that layer, before the layers after it have seen any shape" """
+    assert jax.output("def reporting(key, shape").splitlines() == [
+        "initial values drawn for (20, 256)", "Spy receives ArrayImpl of shape (2, 256)",
+        "initial values drawn for (256, 10)"]
+
+
 def test_jax_apply_init(jax):
     """"Flax's default (LeCun normal) would have given this kernel a standard deviation of
     about 0.22" """
@@ -706,6 +856,29 @@ def test_jax_nnx_eval_shape(jax):
         {"bias": [100_000], "kernel": [100_000, 100_000]}
     assert jax.value("all(type(x).__name__ == 'ShapeDtypeStruct' for x in "
                      "jax.tree_util.tree_leaves(nnx.state(abstract_layer, nnx.Param)))")
+
+
+def test_jax_lazy_init(jax):
+    """"Linen's own `lazy_init` takes the example input as a `ShapeDtypeStruct`, so no example
+    data has to exist, and returns real parameters" """
+    assert jax.output("lazily = net.lazy_init").strip() == "lazy_init gives init's values: True"
+    assert jax.value("sorted({type(x).__name__ for x in jax.tree_util.tree_leaves(lazily)})") \
+        == ["ArrayImpl"]
+
+
+def test_jax_jit_init(jax):
+    """"Wrapped in `jax.jit`, it is traced, as the spy showed, and compiled into one program
+    that creates every parameter" """
+    assert jax.output("compiled = jax.jit(net.init)").strip() == \
+        "jit(init) gives init's values: True"
+
+
+def test_jax_out_shardings(jax):
+    """"given `out_shardings`, one per parameter, each parameter comes to exist directly in its
+    place across the devices" """
+    assert jax.value("all(type(x.sharding).__name__ == 'NamedSharding' "
+                     "for x in jax.tree_util.tree_leaves(sharded))")
+    assert "NamedSharding(mesh=Mesh('model': 1" in jax.output("mesh = jax.make_mesh")
 
 
 def test_jax_keys_come_from_names(jax):

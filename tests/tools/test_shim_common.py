@@ -87,3 +87,78 @@ def test_draw_cascade_carries_its_alt_text_into_the_displayed_output():
     data, metadata = DisplayFormatter().format(fig)
     assert data["text/plain"] == alt
     assert metadata["image/png"]["alt"] == alt
+
+
+def test_describe_cascade_says_when_a_layer_changes_its_class():
+    rows = [("0 LazyLinear -> Linear", (2, 20), {"weight": (256, 20)})]
+    alt = d2l_shim.describe_cascade(rows, (2, 256))
+    assert "cascade of 1 layer." in alt
+    assert "0 LazyLinear receives (2, 20), becomes Linear and gets weight (256, 20)." in alt
+
+
+def test_expect_error_shows_the_expected_error_in_one_line(capsys):
+    with d2l_shim.expect_error(ValueError) as caught:
+        raise ValueError("the shape is not known yet\n  File ..., line 3\nmore detail")
+    assert capsys.readouterr().out == "ValueError: the shape is not known yet\n"
+    assert isinstance(caught.error, ValueError)
+
+
+def test_expect_error_names_the_subclass_that_was_raised(capsys):
+    with d2l_shim.expect_error(LookupError):
+        {}["missing"]
+    assert capsys.readouterr().out == "KeyError: 'missing'\n"
+
+
+def test_expect_error_shortens_a_long_first_line(capsys):
+    with d2l_shim.expect_error(RuntimeError, max_chars=40):
+        raise RuntimeError("x" * 500)
+    out = capsys.readouterr().out.rstrip("\n")
+    assert len(out) == 40 and out.startswith("RuntimeError: xxx") and out.endswith("…")
+
+
+def test_expect_error_fails_when_nothing_is_raised(capsys):
+    with pytest.raises(AssertionError, match="should have raised RuntimeError, but it raised "
+                                             "nothing"):
+        with d2l_shim.expect_error(RuntimeError):
+            pass
+    assert capsys.readouterr().out == ""
+
+
+def test_expect_error_fails_on_another_error_and_keeps_it_as_the_cause():
+    with pytest.raises(AssertionError, match="should have raised ValueError or TypeError, but "
+                                             "it raised ZeroDivisionError: division by zero") as e:
+        with d2l_shim.expect_error((ValueError, TypeError)):
+            _ = 1 / 0
+    assert isinstance(e.value.__cause__, ZeroDivisionError)
+
+
+def test_expect_error_lets_an_interrupt_through():
+    with pytest.raises(KeyboardInterrupt):
+        with d2l_shim.expect_error(ValueError):
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("bad", [ValueError("an instance"), "ValueError", (), int])
+def test_expect_error_wants_exception_classes(bad):
+    with pytest.raises(TypeError, match=r"e\.g\. expect_error\(RuntimeError\)"):
+        d2l_shim.expect_error(bad)
+
+
+
+@pytest.mark.parametrize("name, reached, shown", [
+    ("0 LazyLinear -> Linear", False, "0 LazyLinear"),
+    ("0 LazyLinear -> Linear", True, "0 Linear"),
+    ("1 ReLU", True, "1 ReLU"),
+    ("dense", False, "dense"),
+])
+def test_layer_name_shows_the_class_of_the_moment(name, reached, shown):
+    assert d2l_shim.layer_name(name, reached) == shown
+
+
+def test_expect_error_shows_the_error_a_keras_wrapper_holds(capsys):
+    wrapped = ("Exception encountered when calling Sequential.call().\n\n\x1b[1mInput 0 of layer "
+               "'dense' is incompatible with the layer\x1b[0m\n\nArguments received by ...")
+    with d2l_shim.expect_error(ValueError):
+        raise ValueError(wrapped)
+    assert capsys.readouterr().out == \
+        "ValueError: Input 0 of layer 'dense' is incompatible with the layer\n"
