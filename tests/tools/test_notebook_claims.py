@@ -622,6 +622,71 @@ def test_tensorflow_built_means_fixed(tensorflow):
     assert ename == "ValueError" and "expected axis -1" in evalue and "value 20" in evalue
 
 
+def test_tensorflow_book_cell_weights_after_the_pass(tensorflow):
+    """"Look for `[(20, 256), (256,), (256, 10), (10,)]`, the output the book prints" """
+    assert tensorflow.output("[w.shape for w in net.get_weights()]").strip() == \
+        "[(20, 256), (256,), (256, 10), (10,)]"
+
+
+def test_tensorflow_deferred_values_are_filled_when_a_scope_is_left(tensorflow):
+    """"Keras keeps every weight built this way on a global list, and fills them all as soon
+    as a stateless scope that initializes (the default) is left" """
+    assert tensorflow.output("pending = keras.Sequential").strip() == \
+        "initializer calls: [(2, 3)] | kernel still empty: False"
+    # Keras' own tracing of an unbuilt subclassed model leaves such a scope, too.
+    out = tensorflow.run(
+        "_pending = keras.Sequential([keras.layers.Dense(3)])\n"
+        "with keras.StatelessScope(initialize_variables=False):\n"
+        "    _pending.build((None, 2))\n"
+        "_empty_before = _pending.layers[0].kernel._value is None\n"
+        "TwoHeads()(X)\n"
+        "print(_empty_before, _pending.layers[0].kernel._value is None)")
+    assert out.splitlines()[0] == "True False"  # then Keras' warning about TwoHeads
+
+
+def test_tensorflow_clear_session_forgets_the_pending_weights(tensorflow):
+    """"we first make Keras forget the huge model's pending weights with
+    `keras.utils.clear_session()`" """
+    # TwoHeads' first call, further down, left one of those scopes: the huge model stayed empty.
+    assert tensorflow.value("all(w._value is None for w in huge.weights)")
+    assert "Keras warns" in tensorflow.output("class TwoHeads(keras.Model)")
+
+
+def test_tensorflow_unreached_layer_stays_unbuilt(tensorflow):
+    """"In a model with two heads, of which the first call uses one, the other head has no
+    weights at all" """
+    warned, built = tensorflow.output("class TwoHeads(keras.Model)").splitlines()
+    assert warned.startswith("Keras warns: `build()` was called on layer 'two_heads'")
+    assert "unbuilt state" in warned
+    assert built == "{'head_a': True, 'head_b': False} | parameters: 84"
+
+
+def test_tensorflow_optimizer_refuses_a_layer_built_later(tensorflow):
+    """"`apply_gradients` refuses them, since an optimizer "can only be called for the
+    variables it was originally built with"" """
+    ename, evalue = tensorflow.error("optimizer.apply_gradients(")
+    assert ename == "ValueError" and "Unknown variable" in evalue and "head_b/kernel" in evalue
+    # "(`fit` builds it before its first step)": after a fit that used head_a only, the
+    # optimizer refuses head_b's weights in the same words.
+    out = tensorflow.run(
+        "import numpy as _np\n_m = TwoHeads()\n_m.compile(optimizer='sgd', loss='mse')\n"
+        "_m.fit(_np.zeros((4, 20)), _np.zeros((4, 4)), verbose=0)\n_m(X, use_b=True)\n"
+        "try:\n    _m.optimizer.apply_gradients([(keras.ops.zeros_like(v), v)\n"
+        "                                      for v in _m.trainable_variables])\n"
+        "except ValueError as e:\n"
+        "    print('originally built with' in str(e))")
+    assert out.splitlines()[-1] == "True"  # after Keras' warning about TwoHeads
+
+
+def test_tensorflow_build_method_builds_every_branch(tensorflow):
+    """"a `build` method that builds every branch from the input shape" """
+    assert tensorflow.output("class BuiltHeads(TwoHeads)").strip() == \
+        "{'head_a': True, 'head_b': True} | parameters: 168"
+    # "by a first call or by `build((None, 20))`": the first call, too.
+    assert tensorflow.run("_b = BuiltHeads()\n_b(X)\nprint(_b.count_params())").strip() == \
+        "168"
+
+
 # --- MXNet ---------------------------------------------------------------------------------
 
 def test_mxnet_runs_through(mxnet):
