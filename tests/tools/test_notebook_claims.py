@@ -957,6 +957,31 @@ def test_jax_feature_size_is_baked_in(jax):
     assert ename == "ScopeParamShapeError" and "(7, 256)" in evalue and "(20, 256)" in evalue
 
 
+def test_jax_init_skips_an_unreached_branch(jax):
+    """"In a model with two heads, of which the call uses one, the other head's parameters are
+    simply missing from the dictionary, and nothing says so" """
+    assert jax.value("d2l.param_shapes(two_params)") == {
+        "params/head_a/bias": [4], "params/head_a/kernel": [20, 4]}
+    assert jax.output("two_params = two.init(").count("head_b") == 0
+
+
+def test_jax_apply_through_the_unreached_branch_raises(jax):
+    """"`apply` with `use_b=True` looks for the second head's kernel, finds none, and stops
+    with a `ScopeParamNotFoundError` that names the scope it searched" """
+    ename, evalue = jax.error("two.apply(two_params, X, use_b=True)")
+    assert ename == "ScopeParamNotFoundError"
+    assert '"kernel"' in evalue and '"/head_b"' in evalue
+
+
+def test_jax_init_through_every_branch(jax):
+    """"`init`, like `apply`, takes `method=`: a function run on the module in place of
+    `__call__`. One that calls both heads creates both" """
+    shapes, applied = jax.output("def both_heads(module, x)").splitlines()
+    assert shapes == ("{'params/head_a/bias': (4,), 'params/head_a/kernel': (20, 4), "
+                      "'params/head_b/bias': (4,), 'params/head_b/kernel': (20, 4)}")
+    assert applied == "apply with use_b=True: (2, 4)"
+
+
 # --- the quotes are the notebooks' own words --------------------------------------------------
 
 def normalized(text: str) -> str:
