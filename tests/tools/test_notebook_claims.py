@@ -705,6 +705,23 @@ def test_mxnet_python_limit_comes_from_numpy(mxnet):
     assert mxnet.value("onp.__version__") == "1.23.5"
 
 
+BOOK_MXNET_PARAMS = """sequential0_ (
+  Parameter dense0_weight (shape=({}), dtype=float32)
+  Parameter dense0_bias (shape=(256,), dtype=float32)
+  Parameter dense1_weight (shape=({}), dtype=float32)
+  Parameter dense1_bias (shape=(10,), dtype=float32)
+)"""
+
+
+def test_mxnet_book_printouts(mxnet):
+    """"The printouts before and after the pass are the ones the book shows, name for name" """
+    before = BOOK_MXNET_PARAMS.format("256, -1", "10, -1")
+    assert mxnet.output("net.collect_params()").strip() == before
+    assert mxnet.output("net.initialize()\nnet.collect_params()").strip() == before
+    after = BOOK_MXNET_PARAMS.format("256, 20", "10, 256")
+    assert mxnet.output("Y = net(X)").strip().endswith(after)
+
+
 def test_mxnet_unknown_size_is_minus_one(mxnet):
     """"Gluon writes `-1` for a size it does not know yet" """
     assert "Dense(-1 -> 256" in mxnet.output("net = nn.Sequential()\nnet.add(")
