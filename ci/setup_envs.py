@@ -42,7 +42,7 @@ DISPLAY_NAMES = {
 # kernel's stderr, which Jupyter shows the reader: TF_CPP_MIN_LOG_LEVEL silences the
 # cpu_feature_guard lines, but the oneDNN notice goes only with oneDNN's custom ops turned off.
 KERNEL_ENV = {"tensorflow": {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}}
-MAX_PYTHON = {"mxnet": (3, 11)}  # MXNet 1.9.1 has no wheels and no numpy<1.24 beyond 3.11
+MAX_PYTHON = {"mxnet": (3, 11)}  # MXNet 1.9.1 needs numpy<1.24: no wheels beyond 3.11
 
 
 class SetupError(Exception):

@@ -1,6 +1,7 @@
 """d2l helpers for MXNet Gluon: `from d2l_shim import mxnet as d2l`.
 
-MXNet 1.9.1 is retired upstream; it imports only with numpy<1.24 on Python <= 3.11.
+MXNet 1.9.1 is retired upstream; it imports only with numpy<1.24, which has no wheels for
+Python newer than 3.11 (MXNet's own wheel fits any Python 3).
 """
 
 from __future__ import annotations

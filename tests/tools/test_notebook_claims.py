@@ -622,6 +622,71 @@ def test_tensorflow_built_means_fixed(tensorflow):
     assert ename == "ValueError" and "expected axis -1" in evalue and "value 20" in evalue
 
 
+def test_tensorflow_book_cell_weights_after_the_pass(tensorflow):
+    """"Look for `[(20, 256), (256,), (256, 10), (10,)]`, the output the book prints" """
+    assert tensorflow.output("[w.shape for w in net.get_weights()]").strip() == \
+        "[(20, 256), (256,), (256, 10), (10,)]"
+
+
+def test_tensorflow_deferred_values_are_filled_when_a_scope_is_left(tensorflow):
+    """"Keras keeps every weight built this way on a global list, and fills them all as soon
+    as a stateless scope that initializes (the default) is left" """
+    assert tensorflow.output("pending = keras.Sequential").strip() == \
+        "initializer calls: [(2, 3)] | kernel still empty: False"
+    # Keras' own tracing of an unbuilt subclassed model leaves such a scope, too.
+    out = tensorflow.run(
+        "_pending = keras.Sequential([keras.layers.Dense(3)])\n"
+        "with keras.StatelessScope(initialize_variables=False):\n"
+        "    _pending.build((None, 2))\n"
+        "_empty_before = _pending.layers[0].kernel._value is None\n"
+        "TwoHeads()(X)\n"
+        "print(_empty_before, _pending.layers[0].kernel._value is None)")
+    assert out.splitlines()[0] == "True False"  # then Keras' warning about TwoHeads
+
+
+def test_tensorflow_clear_session_forgets_the_pending_weights(tensorflow):
+    """"we first make Keras forget the huge model's pending weights with
+    `keras.utils.clear_session()`" """
+    # TwoHeads' first call, further down, left one of those scopes: the huge model stayed empty.
+    assert tensorflow.value("all(w._value is None for w in huge.weights)")
+    assert "Keras warns" in tensorflow.output("class TwoHeads(keras.Model)")
+
+
+def test_tensorflow_unreached_layer_stays_unbuilt(tensorflow):
+    """"In a model with two heads, of which the first call uses one, the other head has no
+    weights at all" """
+    warned, built = tensorflow.output("class TwoHeads(keras.Model)").splitlines()
+    assert warned.startswith("Keras warns: `build()` was called on layer 'two_heads'")
+    assert "unbuilt state" in warned
+    assert built == "{'head_a': True, 'head_b': False} | parameters: 84"
+
+
+def test_tensorflow_optimizer_refuses_a_layer_built_later(tensorflow):
+    """"`apply_gradients` refuses them, since an optimizer "can only be called for the
+    variables it was originally built with"" """
+    ename, evalue = tensorflow.error("optimizer.apply_gradients(")
+    assert ename == "ValueError" and "Unknown variable" in evalue and "head_b/kernel" in evalue
+    # "(`fit` builds it before its first step)": after a fit that used head_a only, the
+    # optimizer refuses head_b's weights in the same words.
+    out = tensorflow.run(
+        "import numpy as _np\n_m = TwoHeads()\n_m.compile(optimizer='sgd', loss='mse')\n"
+        "_m.fit(_np.zeros((4, 20)), _np.zeros((4, 4)), verbose=0)\n_m(X, use_b=True)\n"
+        "try:\n    _m.optimizer.apply_gradients([(keras.ops.zeros_like(v), v)\n"
+        "                                      for v in _m.trainable_variables])\n"
+        "except ValueError as e:\n"
+        "    print('originally built with' in str(e))")
+    assert out.splitlines()[-1] == "True"  # after Keras' warning about TwoHeads
+
+
+def test_tensorflow_build_method_builds_every_branch(tensorflow):
+    """"a `build` method that builds every branch from the input shape" """
+    assert tensorflow.output("class BuiltHeads(TwoHeads)").strip() == \
+        "{'head_a': True, 'head_b': True} | parameters: 168"
+    # "by a first call or by `build((None, 20))`": the first call, too.
+    assert tensorflow.run("_b = BuiltHeads()\n_b(X)\nprint(_b.count_params())").strip() == \
+        "168"
+
+
 # --- MXNet ---------------------------------------------------------------------------------
 
 def test_mxnet_runs_through(mxnet):
@@ -638,6 +703,23 @@ def test_mxnet_python_limit_comes_from_numpy(mxnet):
     assert all(t.startswith("py3-none-") for t in tags["mxnet"]), tags
     assert all(t.startswith("cp311-cp311-") for t in tags["numpy"]), tags
     assert mxnet.value("onp.__version__") == "1.23.5"
+
+
+BOOK_MXNET_PARAMS = """sequential0_ (
+  Parameter dense0_weight (shape=({}), dtype=float32)
+  Parameter dense0_bias (shape=(256,), dtype=float32)
+  Parameter dense1_weight (shape=({}), dtype=float32)
+  Parameter dense1_bias (shape=(10,), dtype=float32)
+)"""
+
+
+def test_mxnet_book_printouts(mxnet):
+    """"The printouts before and after the pass are the ones the book shows, name for name" """
+    before = BOOK_MXNET_PARAMS.format("256, -1", "10, -1")
+    assert mxnet.output("net.collect_params()").strip() == before
+    assert mxnet.output("net.initialize()\nnet.collect_params()").strip() == before
+    after = BOOK_MXNET_PARAMS.format("256, 20", "10, 256")
+    assert mxnet.output("Y = net(X)").strip().endswith(after)
 
 
 def test_mxnet_unknown_size_is_minus_one(mxnet):
@@ -890,6 +972,31 @@ def test_jax_feature_size_is_baked_in(jax):
     """"`apply` stops at the first `Dense` with an error that names both shapes" """
     ename, evalue = jax.error("net.apply(params, jnp.ones((2, 7)))")
     assert ename == "ScopeParamShapeError" and "(7, 256)" in evalue and "(20, 256)" in evalue
+
+
+def test_jax_init_skips_an_unreached_branch(jax):
+    """"In a model with two heads, of which the call uses one, the other head's parameters are
+    simply missing from the dictionary, and nothing says so" """
+    assert jax.value("d2l.param_shapes(two_params)") == {
+        "params/head_a/bias": [4], "params/head_a/kernel": [20, 4]}
+    assert jax.output("two_params = two.init(").count("head_b") == 0
+
+
+def test_jax_apply_through_the_unreached_branch_raises(jax):
+    """"`apply` with `use_b=True` looks for the second head's kernel, finds none, and stops
+    with a `ScopeParamNotFoundError` that names the scope it searched" """
+    ename, evalue = jax.error("two.apply(two_params, X, use_b=True)")
+    assert ename == "ScopeParamNotFoundError"
+    assert '"kernel"' in evalue and '"/head_b"' in evalue
+
+
+def test_jax_init_through_every_branch(jax):
+    """"`init`, like `apply`, takes `method=`: a function run on the module in place of
+    `__call__`. One that calls both heads creates both" """
+    shapes, applied = jax.output("def both_heads(module, x)").splitlines()
+    assert shapes == ("{'params/head_a/bias': (4,), 'params/head_a/kernel': (20, 4), "
+                      "'params/head_b/bias': (4,), 'params/head_b/kernel': (20, 4)}")
+    assert applied == "apply with use_b=True: (2, 4)"
 
 
 # --- the quotes are the notebooks' own words --------------------------------------------------
