@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 VENVS = ROOT / ".venvs"
 TOOLS_PY = VENVS / "tools" / "bin" / "python"
+GRADER = [str(TOOLS_PY), "-m", "grader"]
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
 IMPORTS = {"pytorch": "import torch", "tensorflow": "import tensorflow, keras",
            "mxnet": "import mxnet", "jax": "import jax, flax.linen"}
@@ -160,7 +161,7 @@ def bench_overhead(repeats: int = 5) -> dict:
     name = "lazy-init-pytorch"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        quiet([str(TOOLS_PY), "-m", "grader", "release", "--build", str(tmp)])
+        quiet([*GRADER, "release", "--build", str(tmp)])
         settings = grading_settings(load_config(course, tmp))
         model = course_model(course, tmp)[name]
         data = (ROOT / "exercises" / "source" / name / f"{name}.ipynb").read_bytes()
@@ -241,7 +242,7 @@ def bench_cluster(students: int = 4, rounds: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         release = tmp / "release-build"
-        quiet([str(TOOLS_PY), "-m", "grader", "release", "--build", str(release)])
+        quiet([*GRADER, "release", "--build", str(release)])
         submitted = tmp / "submitted"
         grading_class(submitted, release, students)
         dask = VENVS / "tools" / "bin" / "dask"
@@ -264,7 +265,7 @@ def bench_cluster(students: int = 4, rounds: int = 2) -> dict:
             for name in extras:
                 shutil.copytree(release, tmp / f"build-{name}")
             runs = best_of(rounds, {name: lambda name=name: quiet(
-                [str(TOOLS_PY), "-m", "grader", "grade", "--submissions", str(submitted),
+                [*GRADER, "grade", "--submissions", str(submitted),
                  "--build", str(tmp / f"build-{name}"), *extras[name]]) for name in extras})
             seconds = {name: min(times) for name, times in runs.items()}
             csvs = {name: (tmp / f"build-{name}" / "grades.csv").read_text() for name in extras}
@@ -297,7 +298,7 @@ def bench_grading(students: int = 8, rounds: int = 2) -> dict:
     version, so the class has full and zero scores; each run has a build dir of its own.
     """
     assignments = sorted(p.name for p in (ROOT / "exercises" / "source").iterdir())
-    grading = [str(TOOLS_PY), "-m", "grader"]
+    grading = GRADER
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         builds = {jobs: tmp / f"build-jobs{jobs}" for jobs in (1, 2)}
@@ -334,41 +335,55 @@ def worktree(rev: str, where: Path) -> tuple[Path, dict | None]:
     return where, None
 
 
+def sample_class_runs(rev: str, tmp: Path, rounds: int, old_grader: list[str] = GRADER,
+                      prepare=None) -> tuple[dict[str, list[float]], dict | None]:
+    """The sample class graded by the grader of commit `rev` (a worktree, `prepare`d) and by
+    this one, alternating, `rounds` times each, each run releasing into a build folder of its
+    own (tmp/build-<before|after>-<round>): the seconds of each side's runs, or an error."""
+    sample = ROOT / "tests" / "grading" / "sample_class"
+    before, error = worktree(rev, tmp / "before")
+    if error:
+        return {}, error
+    try:
+        if prepare:
+            prepare(before)
+        commands = {"before": (old_grader, before), "after": (GRADER, ROOT)}
+        seconds: dict[str, list[float]] = {k: [] for k in commands}
+        for r in range(rounds):
+            for name, (grader, cwd) in commands.items():
+                build = tmp / f"build-{name}-{r}"
+                quiet([*grader, "release", "--build", str(build)], cwd=cwd)
+                seconds[name].append(quiet(
+                    [*grader, "grade", "--submissions", str(sample), "--jobs", "2",
+                     "--build", str(build)], cwd=cwd))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
+                       capture_output=True)
+    return seconds, None
+
+
 def bench_sandbox(rounds: int = 2) -> dict:
     """What the sandbox costs: the sample class graded by this grader and by the one before.
 
     Both run on the same class and the same kernels, alternating, `rounds` times each; the
     best time of each counts. Scores and statuses must agree.
     """
-    sample = ROOT / "tests" / "grading" / "sample_class"
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        before, error = worktree(SANDBOX_BASELINE, tmp / "before")
-        if error:
-            return error
+    def todays_exercises(before: Path) -> None:
         # Both grade today's course: the baseline's own exercises have since changed.
         shutil.rmtree(before / "exercises")
         shutil.copytree(ROOT / "exercises", before / "exercises")
-        try:
-            commands = {
-                "before": ([str(TOOLS_PY), "ci/grading.py"], before),
-                "after": ([str(TOOLS_PY), "-m", "grader"], ROOT)}
-            seconds = {k: [] for k in commands}
-            for r in range(rounds):
-                for name, (grader, cwd) in commands.items():
-                    build = tmp / f"build-{name}-{r}"
-                    quiet([*grader, "release", "--build", str(build)], cwd=cwd)
-                    seconds[name].append(quiet(
-                        [*grader, "grade", "--submissions", str(sample), "--jobs", "2",
-                         "--build", str(build)], cwd=cwd))
-            grades = {}
-            for name in commands:
-                with (tmp / f"build-{name}-0" / "grades.csv").open() as f:
-                    grades[name] = {r["student"]: (r["score"], r["status"])
-                                    for r in csv.DictReader(f)}
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
-                           capture_output=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        seconds, error = sample_class_runs(SANDBOX_BASELINE, tmp, rounds,
+                                           [str(TOOLS_PY), "ci/grading.py"], todays_exercises)
+        if error:
+            return error
+        grades = {}
+        for name in seconds:
+            with (tmp / f"build-{name}-0" / "grades.csv").open() as f:
+                grades[name] = {r["student"]: (r["score"], r["status"])
+                                for r in csv.DictReader(f)}
     ratio = min(seconds["after"]) / min(seconds["before"])
     return {"baseline": SANDBOX_BASELINE, "before_s": round(min(seconds["before"]), 1),
             "after_s": round(min(seconds["after"]), 1), "ratio": round(ratio, 2),
@@ -387,25 +402,10 @@ def bench_verdicts(rounds: int = 2) -> dict:
     """What judging outside the kernel costs: the sample class graded by this grader and by
     the one before, each with its own course (today's checks cannot run on the old grader),
     alternating, best of `rounds`. This grader's time includes the reference solution's run."""
-    sample = ROOT / "tests" / "grading" / "sample_class"
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        before, error = worktree(VERDICTS_BASELINE, tmp / "before")
+        seconds, error = sample_class_runs(VERDICTS_BASELINE, Path(tmp), rounds)
         if error:
             return error
-        try:
-            seconds: dict[str, list[float]] = {"before": [], "after": []}
-            for r in range(rounds):
-                for name, cwd in (("before", before), ("after", ROOT)):
-                    build = tmp / f"build-{name}-{r}"
-                    quiet([str(TOOLS_PY), "-m", "grader", "release", "--build", str(build)],
-                          cwd=cwd)
-                    seconds[name].append(quiet(
-                        [str(TOOLS_PY), "-m", "grader", "grade", "--submissions", str(sample),
-                         "--jobs", "2", "--build", str(build)], cwd=cwd))
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
-                           capture_output=True)
     ratio = min(seconds["after"]) / min(seconds["before"])
     return {"baseline": VERDICTS_BASELINE, "before_s": round(min(seconds["before"]), 1),
             "after_s": round(min(seconds["after"]), 1), "ratio": round(ratio, 2),

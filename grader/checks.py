@@ -33,17 +33,24 @@ MAX_REPORT_CHARS = 4_000_000  # one check's observations, as JSON
 MAX_SHOWN = 10  # failed observations named in the feedback, per cell
 
 
-def check_source(cell_source: str) -> str | None:
-    """The code of a test cell's hidden region(s), or None if it has none."""
-    lines, inside, found = [], False, False
+def split_regions(cell_source: str) -> tuple[list[str], list[str] | None]:
+    """A test cell's lines outside its hidden region(s) (what students see and run) and
+    inside them (None if it has none), the markers left out."""
+    visible, hidden, inside = [], None, False
     for line in cell_source.splitlines():
         if line.strip().startswith(HIDDEN_MARKER):
-            inside = found = True
+            inside, hidden = True, hidden if hidden is not None else []
         elif line.strip().startswith(END_MARKER):
             inside = False
-        elif inside:
-            lines.append(line)
-    return "\n".join(lines) + "\n" if found else None
+        else:
+            (hidden if inside else visible).append(line)
+    return visible, hidden
+
+
+def check_source(cell_source: str) -> str | None:
+    """The code of a test cell's hidden region(s), or None if it has none."""
+    hidden = split_regions(cell_source)[1]
+    return None if hidden is None else "\n".join(hidden) + "\n"
 
 
 def parse_report(text) -> dict:

@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from grader.checks import END_MARKER, HIDDEN_MARKER, check_source
+from grader.checks import check_source, split_regions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COURSE = ROOT / "exercises"
@@ -215,11 +215,11 @@ def course_model(course: Path, build: Path) -> dict:
                                  "gradebook; run `make release` again")
             if gid and meta.get("grade") and cell.cell_type == "code":
                 tests.append(gid)
-                has_check = HIDDEN_MARKER in cell.source
-                if has_check and not _visible_part(cell.source):
+                check = check_source(cell.source)
+                if check is not None and not _visible_part(cell.source):
                     hidden.append(gid)
-                if has_check and m["points"].get(gid):  # a 0-point cell's region: stand-ins
-                    checks[gid] = check_source(cell.source)
+                if check is not None and m["points"].get(gid):  # 0 points: stand-ins only
+                    checks[gid] = check
                 elif m["points"].get(gid):
                     raise UsageError(
                         f"{name}: test cell {gid} has no check. Its points are given by the "
@@ -240,14 +240,8 @@ def course_model(course: Path, build: Path) -> dict:
 
 def _visible_part(cell_source: str) -> str:
     """What of a test cell students see and run, comments and blank lines aside."""
-    lines, inside = [], False
-    for line in cell_source.splitlines():
-        if line.strip().startswith(HIDDEN_MARKER):
-            inside = True
-        elif line.strip().startswith(END_MARKER):
-            inside = False
-        elif not inside and line.strip() and not line.strip().startswith("#"):
-            lines.append(line)
-    return "\n".join(lines)
+    visible = split_regions(cell_source)[0]
+    return "\n".join(line for line in visible
+                     if line.strip() and not line.strip().startswith("#"))
 
 

@@ -38,7 +38,12 @@ from grader.job import judge as job_judge
 # its pools' sizes, and stops JAX with a fatal error at any XLA_FLAGS entry it does not know.)
 ONE_CORE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
             "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-            "MXNET_CPU_WORKER_NTHREADS": "1", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+            "MXNET_CPU_WORKER_NTHREADS": "1",
+            # XLA compiles each JAX operation anew for every new shape, and the checks draw
+            # new shapes for every seed set: on a grading kernel's tiny arrays compiling is
+            # most of the time, and LLVM's optimizations (level 0: off) do not pay for
+            # themselves. The JAX reference job takes about half as long.
+            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0"}
 
 
 def kernel_setup(kernel: str, unsandboxed: bool) -> dict:

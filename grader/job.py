@@ -113,17 +113,20 @@ def _drain(fd: int, sink: bytearray) -> None:
             del sink[:-LOG_TAIL]
 
 
+def new_result(job: dict, points: dict | None = None) -> dict:
+    """A result before anything has run: every cell at 0, no status yet."""
+    return {"student": job["student"], "assignment": job["assignment"], "status": [],
+            "detail": [], "review": [], "cells": dict.fromkeys(points or {}, 0.0),
+            "failed": {}, "seconds": 0.0, "autograded": None, "feedback": None,
+            "kernel_log": ""}
+
+
 def zero_result(item: dict, status: str, detail: str, points: dict | None = None) -> dict:
     """The result of a submission that scores nothing: `status` and why."""
-    return {"student": item["student"], "assignment": item["assignment"], "status": [status],
-            "detail": [detail], "review": [], "cells": dict.fromkeys(points or {}, 0.0),
-            "seconds": 0.0, "autograded": None, "feedback": None}
-
-
-def _new_result(job: dict, points: dict) -> dict:
-    return {"student": job["student"], "assignment": job["assignment"], "status": [],
-            "detail": [], "review": [], "cells": dict.fromkeys(points, 0.0), "failed": {},
-            "autograded": None, "feedback": None, "kernel_log": ""}
+    result = new_result(item, points)
+    result["status"].append(status)
+    result["detail"].append(detail)
+    return result
 
 
 def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], logger,
@@ -205,7 +208,7 @@ def run(job: dict) -> dict:
     judge() against the reference's reports for the same seeds)."""
     start = time.monotonic()
     course = _course_cells(job["course"])
-    result = _new_result(job, course["points"])
+    result = new_result(job, course["points"])
     logger, close_log = _job_logger()
 
     def finish():
@@ -326,7 +329,7 @@ def run_reference(job: dict) -> dict:
     submission's seeds: {"reports": {key: {grade id: parsed report}}, "problem": str|None}."""
     course = _course_cells(job["course"])
     logger, close_log = _job_logger()
-    result = _new_result(job, course["points"])
+    result = new_result(job, course["points"])
     nb_source, problem = parse_notebook(base64.b64decode(job["notebook"]))
     if problem:
         return {"reports": {}, "problem": f"the source notebook: {problem[1]}"}

@@ -134,3 +134,12 @@ def test_check_source_is_the_hidden_region():
     cell = "assert x\n### BEGIN HIDDEN TESTS\nobserve('x', x)\n### END HIDDEN TESTS\n"
     assert checks.check_source(cell) == "observe('x', x)\n"
     assert checks.check_source("assert x\n") is None
+
+
+def test_split_regions_keeps_the_visible_and_the_hidden_lines_apart():
+    cell = ("assert x\n### BEGIN HIDDEN TESTS\nobserve('x', x)\n### END HIDDEN TESTS\n"
+            "print('ok')\n    ### BEGIN HIDDEN TESTS\nobserve('y', y)\n### END HIDDEN TESTS\n")
+    assert checks.split_regions(cell) == (["assert x", "print('ok')"],
+                                          ["observe('x', x)", "observe('y', y)"])
+    assert checks.split_regions("x = 1  # ### BEGIN HIDDEN TESTS\n") == (
+        ["x = 1  # ### BEGIN HIDDEN TESTS"], None)
