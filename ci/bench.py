@@ -153,7 +153,8 @@ def bench_overhead(repeats: int = 5) -> dict:
     from nbclient import NotebookClient
 
     from grader import cluster, restore, sandbox
-    from grader.course import course_model, grading_secret, grading_settings, load_config, seed
+    from grader.config import grading_settings
+    from grader.course import course_model, grading_secret, load_config, seed
     from grader.execute import kernel_manager
     from grader.grade import kernel_setup
 
@@ -173,7 +174,7 @@ def bench_overhead(repeats: int = 5) -> dict:
                "course": {k: model[k] for k in ("notebook", "points", "cells", "released",
                                                 "tests", "hidden", "kernelspec",
                                                 "max_score")},
-               "limits": settings["limits"],
+               "limits": settings["limits"], "timeouts": settings["timeouts"],
                "seeds": {g: seed(secret, "bench", name, g) for g in model["tests"]},
                "sandbox": {"bwrap": bwrap, "uid_base": settings["uid_base"],
                            **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}}

@@ -12,12 +12,11 @@ c.CourseDirectory.course_id = "d2l-lazy-init"
 # Seconds a single cell may run. The key is `Execute.timeout`: nbgrader's Execute
 # preprocessor declares its own `timeout` trait (default 30), so the familiar
 # `ExecutePreprocessor.timeout` is overridden by it and has no effect (nbgrader #1463).
+# On a timeout the grader interrupts the kernel and goes on with the next cell (which scores
+# 0). Only keys something reads belong here: `make release` and `make grade` name any other
+# (nbgrader autograde's LimitOutput, say, which `make grade` does not run), and
+# `python -m grader config` lists every setting of the grader with its help.
 c.Execute.timeout = 30
-# On a timeout, interrupt the kernel and go on with the next cell (the cell scores 0).
-c.Execute.interrupt_on_timeout = True
-# Lines of printed output kept per cell, and traceback lines per error.
-c.LimitOutput.max_lines = 200
-c.LimitOutput.max_traceback = 60
 
 # Limits the grader applies on top of nbgrader (grader/course.py reads these sections
 # itself; nbgrader's own commands ignore them). Each kernel runs in a bubblewrap sandbox.
@@ -46,7 +45,3 @@ c.GradingDeadlines.points = 1
 # --- creating the student version --------------------------------------------------------
 # What replaces the code between `### BEGIN SOLUTION` and `### END SOLUTION`.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-
-# --- autograding --------------------------------------------------------------------------
-# Put back test cells a student deleted (an edited test cell is always restored).
-c.OverwriteCells.add_missing_cells = True

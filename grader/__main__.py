@@ -1,5 +1,5 @@
-"""python -m grader release | grade | export: what `make release`, `make grade` and
-`make export` run."""
+"""python -m grader release | grade | export | config: what `make release`, `make grade` and
+`make export` run, and the list of every setting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from grader.course import DEFAULT_COURSE, ROOT, UsageError, release
+from grader.config import describe, unread_keys
+from grader.course import load_config, release
+from grader.errors import UsageError
+from grader.paths import DEFAULT_COURSE, ROOT, show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--unsandboxed", action="store_true",
                            help="grade with limits only where bubblewrap cannot run: student "
                                 "code then runs with your rights (every row says so)")
+    p = sub.add_parser("config", help="every setting of the grader, with the course's values")
+    p.add_argument("--course", default=str(DEFAULT_COURSE))
     p = sub.add_parser("export", help="grades as an LMS imports them: BUILD/grades-<lms>.csv")
     p.add_argument("--build", default=str(ROOT / "build"))
     p.add_argument("--course", default=str(DEFAULT_COURSE))
@@ -43,8 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roster", required=True,
                    help="CSV with columns student, name, lms_id and optionally section")
     args = parser.parse_args(argv)
-    build, course = Path(args.build).resolve(), Path(args.course).resolve()
+    course = Path(args.course).resolve()
+    build = Path(getattr(args, "build", ROOT / "build")).resolve()
     try:
+        cfg = load_config(course, build)
+        for key in unread_keys(cfg):
+            print(f"{args.command}: warning: {key} in {show(course / 'nbgrader_config.py')} "
+                  "is read by nothing this command runs; remove it (python -m grader config "
+                  "lists the settings)", file=sys.stderr, flush=True)
+        if args.command == "config":
+            print(describe(cfg))
+            return 0
         if args.command == "release":
             return release(course, build)
         if args.command == "export":

@@ -32,7 +32,9 @@ import time
 import types
 from collections.abc import Callable, Iterable
 
-from grader.course import ROOT, UsageError
+from grader import config
+from grader.errors import UsageError
+from grader.paths import ROOT
 
 # The memory one grading worker may hold: past 95% of it (distributed.worker.memory.terminate)
 # the worker's nanny restarts it, the scheduler runs its job again, and after allowed-failures
@@ -60,7 +62,8 @@ def _where_grader_is() -> str:
 
 
 class Pool:
-    def __init__(self, jobs: int, scheduler: str | None = None):
+    def __init__(self, jobs: int, scheduler: str | None = None, waits: dict | None = None):
+        """`waits`: c.GradingTimeouts (grader/config.py), its defaults when not given."""
         import dask
         from distributed import Client, LocalCluster
 
@@ -74,8 +77,9 @@ class Pool:
         self.cluster = None
         if scheduler:
             try:
-                self.client = Client(scheduler, timeout="30s")
-                self.client.wait_for_workers(1, timeout=120)
+                waits = waits or config.values(config.GradingTimeouts, None)
+                self.client = Client(scheduler, timeout=f"{waits['scheduler_connect']}s")
+                self.client.wait_for_workers(1, timeout=waits["worker_wait"])
             except (OSError, TimeoutError) as e:
                 raise UsageError(f"grade: no Dask cluster answers at {scheduler} ({e}). Start "
                                  f"one (`dask scheduler`, then `dask worker {scheduler}` on "

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from grader.course import UsageError
+from grader.errors import UsageError
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 IGNORED = {".ipynb_checkpoints", "__pycache__", ".DS_Store"}

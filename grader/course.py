@@ -18,23 +18,8 @@ import sys
 from pathlib import Path
 
 from grader.checks import check_source, split_regions
-
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_COURSE = ROOT / "exercises"
-
-
-class UsageError(Exception):
-    """Bad input from the person running the command: printed without a traceback."""
-
-
-def show(path: Path) -> str:
-    """A path as the person at the terminal would type it: relative to the repository."""
-    path = Path(path)
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def gradebook_url(build: Path) -> str:
-    return f"sqlite:///{build / 'gradebook.db'}"
+from grader.errors import UsageError
+from grader.paths import gradebook_url, show
 
 
 def load_config(course: Path, build: Path):
@@ -47,39 +32,6 @@ def load_config(course: Path, build: Path):
     cfg.CourseDirectory.root = str(build)
     cfg.CourseDirectory.db_url = gradebook_url(build)
     return cfg
-
-
-def grading_settings(cfg) -> dict:
-    """The GradingLimits and GradingSandbox sections of nbgrader_config.py (sections nbgrader
-    itself ignores), with their defaults."""
-    from traitlets import Bool, Integer
-    from traitlets.config import Configurable
-
-    class GradingLimits(Configurable):
-        memory_mb = Integer(4096, help="address space of one kernel process").tag(config=True)
-        cpu_seconds = Integer(600, help="CPU time of one kernel process").tag(config=True)
-        file_mb = Integer(64, help="largest file a kernel may write").tag(config=True)
-        tmpfs_mb = Integer(256, help="size of the kernel's home and of its /tmp").tag(
-            config=True)
-        max_processes = Integer(256, help="processes and threads of one kernel").tag(
-            config=True)
-        max_output_chars = Integer(20000, help="output kept per cell").tag(config=True)
-        max_notebook_output_chars = Integer(1_000_000, help="output kept per notebook").tag(
-            config=True)
-        submission_timeout = Integer(600, help="seconds for one submission").tag(config=True)
-
-    class GradingSandbox(Configurable):
-        uid_base = Integer(1_900_000_000, help="first host uid of the grading kernels (when "
-                                               "the grader runs as root)").tag(config=True)
-        allow_unsandboxed = Bool(False, help="grade with limits only where bubblewrap "
-                                             "cannot run").tag(config=True)
-
-    limits, sandbox = GradingLimits(config=cfg), GradingSandbox(config=cfg)
-    settings = {name: getattr(limits, name) for name in limits.trait_names()
-                if limits.trait_metadata(name, "config")}
-    settings["cell_timeout"] = int(cfg.Execute.get("timeout", 30))
-    return {"limits": settings, "uid_base": sandbox.uid_base,
-            "allow_unsandboxed": sandbox.allow_unsandboxed}
 
 
 def assignment_names(course: Path) -> list[str]:

@@ -102,7 +102,8 @@ class GradingClient(NotebookClient):
     def __init__(self, nb, km, *, plan: dict, guard_source: str, guard_config: dict,
                  max_output_chars: int, max_notebook_chars: int, deadline: float,
                  time_limit: int, checks: list[tuple[str, str]] = (),
-                 seed_sets: list[dict] = (), observe_source: str = "", **kw):
+                 seed_sets: list[dict] = (), observe_source: str = "",
+                 setup_timeout: float = 120, **kw):
         super().__init__(nb, km=km, allow_errors=True, interrupt_on_timeout=True,
                          raise_on_iopub_timeout=True, record_timing=False,
                          store_widget_state=False, **kw)
@@ -111,6 +112,7 @@ class GradingClient(NotebookClient):
         self.error_on_timeout = {"ename": "CellTimeoutError",
                                  "evalue": f"longer than {self.timeout} s", "traceback": []}
         self.plan = plan
+        self.setup_timeout = setup_timeout  # installing the guard and the checks
         self.guard_source, self.guard_config = guard_source, guard_config
         self.max_output_chars, self.max_notebook_chars = max_output_chars, max_notebook_chars
         self.events: list[tuple[str, str]] = []
@@ -162,13 +164,13 @@ class GradingClient(NotebookClient):
                 "    sys.modules['_d2l_grading_guard'] = m\n"
                 "__d2l_grading_install()\n"
                 "del __d2l_grading_install\n")
-        status, why = await self._silent(code, timeout=120)
+        status, why = await self._silent(code, timeout=self.setup_timeout)
         if status != "ok":
             self._guard_broken = True
             self.review.append(f"the grader's checks could not start in the kernel ({why})")
             return
         await self._guard("before the first cell", f"install({json.dumps(self.guard_config)!r})",
-                          timeout=120)
+                          timeout=self.setup_timeout)
 
     async def _guard(self, where: str, call: str, timeout: float = 15) -> None:
         """Call the guard in the kernel; what it reports (a JSON list) goes to review."""
@@ -306,7 +308,7 @@ class GradingClient(NotebookClient):
             "m.__dict__)\n"
             "    sys.modules['_d2l_grading_observe'] = m\n"
             "__d2l_observe_install()\n"
-            "del __d2l_observe_install\n", timeout=60)
+            "del __d2l_observe_install\n", timeout=self.setup_timeout)
         if status != "ok":
             self.review.append(f"the grader's checks could not start in the kernel ({why})")
         drain = asyncio.ensure_future(self._discard_output())

@@ -22,7 +22,9 @@ import csv
 from pathlib import Path
 
 from grader import gradebook, report
-from grader.course import UsageError, course_model, load_config, show
+from grader.course import course_model, load_config
+from grader.errors import UsageError
+from grader.paths import show
 
 ROSTER_COLUMNS = ("student", "name", "lms_id")
 

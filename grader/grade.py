@@ -19,19 +19,12 @@ import time
 from pathlib import Path
 
 from grader import cluster, collect, gradebook, late, progress, report, sandbox
-from grader.course import (
-    ROOT,
-    UsageError,
-    course_model,
-    ensure_release,
-    grading_secret,
-    grading_settings,
-    load_config,
-    seed,
-    show,
-)
+from grader.config import grading_settings
+from grader.course import course_model, ensure_release, grading_secret, load_config, seed
+from grader.errors import UsageError
 from grader.job import feedback_on_worker, zero_result
 from grader.job import judge as job_judge
+from grader.paths import ROOT, show
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
 # share JOBS cores without each framework starting a pool per core. (XLA has no flag for
@@ -97,7 +90,8 @@ def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
         scratch.chmod(0o711)
         problems = sandbox.probe(
             bwrap.path, first["python"], exposed=first["exposed"], uid=uid,
-            limits=settings["limits"], env=first["env"], hidden=hidden, scratch=scratch)
+            limits=settings["limits"], env=first["env"], hidden=hidden, scratch=scratch,
+            timeout=settings["timeouts"]["sandbox_probe"])
     finally:
         if probe_uids:
             sandbox.sweep(uid)
@@ -202,7 +196,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     expected: dict[str, dict] = {}  # assignment -> the reference's run, once it is in
     waiting: dict[str, list] = {}  # assignment -> (item, result) that ran before it
     items_by_key = {key: item for key, _, item, _ in planned}
-    pool = cluster.Pool(jobs, scheduler)
+    pool = cluster.Pool(jobs, scheduler, settings["timeouts"])
     print(f"grade: running on {pool.where}", flush=True)
 
     def judged(item: dict, result: dict) -> None:
@@ -335,7 +329,7 @@ def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finis
         answers = hashlib.sha256(data).hexdigest()
         job = {"student": item["student"], "assignment": item["assignment"],
                "notebook": base64.b64encode(data).decode(),
-               "course": course_part(m), "limits": limits,
+               "course": course_part(m), "limits": limits, "timeouts": settings["timeouts"],
                # the feedback page shows it, as nbgrader's does; the client records it
                "late_penalty": late.assess(rules, item["assignment"],
                                            item["timestamp"])["penalty"],
@@ -369,7 +363,8 @@ def reference_jobs(planned, model, kernels, limits, box, settings) -> list:
         jobs.append((f"reference-{name}", f"reference/{name}", {
             "reference": True, "student": "(reference)", "assignment": name,
             "notebook": base64.b64encode(Path(m["source_file"]).read_bytes()).decode(),
-            "course": course_part(m), "limits": limits, "seed_sets": seed_sets,
+            "course": course_part(m), "limits": limits, "timeouts": settings["timeouts"],
+            "seed_sets": seed_sets,
             "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}))
     return jobs
 

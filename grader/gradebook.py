@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from grader import report
-from grader.course import gradebook_url
+from grader.paths import gradebook_url
 
 NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
 EXERCISE = re.compile(r"^(ex\d+)-")  # test cells count toward the exercise their id names

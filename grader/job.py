@@ -29,8 +29,8 @@ from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
+from grader.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
 OBSERVE_SOURCE = (Path(__file__).parent / "observe.py").read_text()
 LOG_TAIL = 20_000
@@ -133,7 +133,7 @@ def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], log
              result: dict):
     """The assembled notebook run in its sandboxed kernel, then the checks once per seed
     set: the GradingClient, or None (and a grading error in `result`)."""
-    limits, start = job["limits"], time.monotonic()
+    limits, waits, start = job["limits"], job["timeouts"], time.monotonic()
     box = job["sandbox"]
     scratch = Path(box["scratch"])  # made, and removed, by the grader
     log = bytearray()
@@ -160,7 +160,9 @@ def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], log
             max_notebook_chars=limits["max_notebook_output_chars"],
             deadline=start + limits["submission_timeout"],
             time_limit=limits["submission_timeout"],
-            timeout=limits["cell_timeout"], iopub_timeout=8, startup_timeout=120, log=logger)
+            timeout=limits["cell_timeout"], iopub_timeout=waits["iopub"],
+            startup_timeout=waits["kernel_startup"], setup_timeout=waits["grader_setup"],
+            log=logger)
         r, w = os.pipe()
         drain = threading.Thread(target=_drain, args=(r, log), daemon=True)
         drain.start()

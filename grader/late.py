@@ -20,32 +20,26 @@ import os
 from datetime import UTC, datetime
 
 from grader import collect
-from grader.course import UsageError
+from grader.config import PERIODS, GradingDeadlines, values
+from grader.errors import UsageError
 
 MAX_TIMESTAMP_BYTES = 1024
-PERIODS = {"none": None, "per_hour": 3600, "per_day": 86400}
 
 
 def settings(cfg) -> dict:
+    """c.GradingDeadlines (grader/config.py) with its due dates parsed."""
     from nbgrader.utils import parse_utc
-    from traitlets import Dict, Enum, Float
-    from traitlets.config import Configurable
 
-    class GradingDeadlines(Configurable):
-        due = Dict({}, help="assignment -> due date, as nbgrader parses them").tag(config=True)
-        penalty = Enum(list(PERIODS), "none", help="how lateness costs points").tag(config=True)
-        points = Float(1.0, help="points per started hour or day late").tag(config=True)
-
-    d = GradingDeadlines(config=cfg)
+    d = values(GradingDeadlines, cfg)
     due = {}
-    for assignment, text in d.due.items():
+    for assignment, text in d["due"].items():
         try:
             due[assignment] = parse_utc(text)
         except Exception as e:
             raise UsageError(f"c.GradingDeadlines.due[{assignment!r}] = {text!r} is no date "
                              f"nbgrader can read ({e}); write e.g. '2026-12-01 17:00:00 UTC'") \
                 from None
-    return {"due": due, "penalty": d.penalty, "points": d.points}
+    return {"due": due, "penalty": d["penalty"], "points": d["points"]}
 
 
 def read_timestamp(folder: str):

@@ -39,9 +39,9 @@ import threading
 import time
 from pathlib import Path
 
+from grader.paths import ROOT
 from grader.render import CSP_META
 
-ROOT = Path(__file__).resolve().parent.parent
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SURROGATE = re.compile("[\ud800-\udfff]")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

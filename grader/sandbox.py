@@ -430,7 +430,7 @@ print(json.dumps(problems))
 
 
 def probe(bwrap: str, python: str, *, exposed: list[str], uid: int | None, limits: dict,
-          env: dict, hidden: list[str], scratch: Path) -> list[str]:
+          env: dict, hidden: list[str], scratch: Path, timeout: int) -> list[str]:
     """Start `python` in the sandbox and check it from inside and out: [] if all holds."""
     import socket
 
@@ -449,10 +449,10 @@ def probe(bwrap: str, python: str, *, exposed: list[str], uid: int | None, limit
                        "port": listener.getsockname()[1]})
     argv = kernel_argv(str(spec_file), [python, "-c", PROBE, args], as_root=uid is not None)
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               cwd=Path(__file__).resolve().parent.parent)
     except subprocess.TimeoutExpired:
-        return ["the sandbox did not answer within 60 s"]
+        return [f"the sandbox did not answer within {timeout} s"]
     finally:
         listener.close()
     try:

@@ -33,7 +33,7 @@ import pytest
 from dask.utils import parse_bytes
 
 from grader import cluster
-from grader.course import UsageError
+from grader.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "exercises" / "README.md"

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from grader import audit, collect, report, restore
-from grader.course import DEFAULT_COURSE, seed
+from grader.course import seed
+from grader.paths import DEFAULT_COURSE
 
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
 

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from grader import sandbox
-from grader.course import DEFAULT_COURSE, ROOT, grading_settings, load_config
+from grader.config import grading_settings
+from grader.course import load_config
 from grader.grade import kernel_setup
+from grader.paths import DEFAULT_COURSE, ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="bubblewrap runs on Linux only")
@@ -239,7 +241,7 @@ def test_the_grader_probe_reports_what_shows(kernel, limits):
         problems = sandbox.probe(
             sandbox.find_bwrap().path, kernel["python"], exposed=kernel["exposed"],
             uid=UID if AS_ROOT else None, limits=limits, env=kernel["env"],
-            hidden=[str(ROOT), "/usr/lib"], scratch=scratch)
+            hidden=[str(ROOT), "/usr/lib"], scratch=scratch, timeout=60)
     finally:
         if AS_ROOT:
             sandbox.sweep(UID)
@@ -251,7 +253,7 @@ def test_the_grader_probe_reports_what_shows(kernel, limits):
 def test_without_bubblewrap_grading_stops_and_says_what_to_do(kernel, limits, monkeypatch,
                                                              tmp_path):
     from grader import grade
-    from grader.course import UsageError
+    from grader.errors import UsageError
 
     def unavailable():
         raise sandbox.SandboxUnavailable("no usable bubblewrap (bwrap): none installed")
