@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 
 from grader import config
 from grader.errors import UsageError
+from grader.model import Status
 from grader.paths import ROOT
 
 # The memory one grading worker may hold: past 95% of it (distributed.worker.memory.terminate)
@@ -185,12 +186,12 @@ def all_failed_message(results: list[dict]) -> str | None:
     """One line for a run in which every job failed with a `grading error` (its caller exits
     non-zero with it), else None. The reason given is the most common one: the detail at the
     place of each result's `grading error` status (status and detail are appended in pairs)."""
-    if not results or not all("grading error" in r.get("status", ()) for r in results):
+    if not results or not all(Status.GRADING_ERROR in r.get("status", ()) for r in results):
         return None
     reasons = collections.Counter()
     for r in results:
         status, detail = list(r.get("status", ())), list(r.get("detail", ()))
-        i = status.index("grading error")
+        i = status.index(Status.GRADING_ERROR)
         reasons[detail[i] if i < len(detail) else (detail[-1] if detail else "")] += 1
     reason, count = reasons.most_common(1)[0]
     reason = " ".join(str(reason).split())  # one line

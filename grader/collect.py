@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from grader.errors import UsageError
+from grader.model import Status
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 IGNORED = {".ipynb_checkpoints", "__pycache__", ".DS_Store"}
@@ -99,15 +100,15 @@ def discover(submissions: Path, model: dict) -> tuple[list[dict], list[str]]:
             warnings.append(f"student folder {student}: named like an assignment; graded as "
                             "a student")
         if kind == "link":
-            items.append(_problem(student, "", "symlink",
+            items.append(_problem(student, "", Status.SYMLINK,
                                   f"{student}/ is a symbolic link; links are not followed"))
             continue
         try:
             items += _student(Path(os.fsdecode(entry.path)), student, model, warnings)
         except OSError as e:  # unreadable: this student's row says so, the others go on
-            items.append(_problem(student, "", "grading error",
+            items.append(_problem(student, "", Status.GRADING_ERROR,
                                   f"could not read {student}/: {e.strerror or e}"))
-    if not any(i["assignment"] or i.get("problem", ("",))[0] == "symlink" for i in items):
+    if not any(i["assignment"] or i.get("problem", ("",))[0] == Status.SYMLINK for i in items):
         notebooks = sorted(str(p.relative_to(submissions)) for p in submissions.rglob("*.ipynb")
                            if not p.is_symlink())
         seen = f" It holds {', '.join(notebooks[:3])}" + (
@@ -132,7 +133,7 @@ def _student(folder: Path, student: str, model: dict, warnings: list[str]) -> li
                 warnings.append(f"{student}/{safe_id(name)}: not an assignment, ignored")
             continue
         if kind == "link":
-            items.append(_problem(student, name, "symlink",
+            items.append(_problem(student, name, Status.SYMLINK,
                                   f"{student}/{name}/ is a symbolic link; links are not "
                                   "followed"))
         elif kind == "dir":
@@ -141,10 +142,10 @@ def _student(folder: Path, student: str, model: dict, warnings: list[str]) -> li
         return items
     stray = [n for n, _ in contents if n.endswith(".ipynb") and n[:-6] in model]
     if stray:  # the notebook is there, one level too high
-        return [_problem(student, n[:-6], "missing notebook",
+        return [_problem(student, n[:-6], Status.MISSING_NOTEBOOK,
                          f"{student}/{n} is not inside a folder {n[:-6]}/") for n in stray]
     names = ", ".join(safe_id(n) for n, _ in contents) or "nothing"
-    return [_problem(student, "", "no submission",
+    return [_problem(student, "", Status.NO_SUBMISSION,
                      f"no assignment folder in {student}/ (found {names})")]
 
 
@@ -155,17 +156,17 @@ def _notebook_item(folder: Path, student: str, assignment: str, model: dict) -> 
         st = os.lstat(folder / nb_name)
     except FileNotFoundError:
         others = sorted(safe_id(n) for n, _ in _entries(folder) if n.endswith(".ipynb"))
-        item["problem"] = ("missing notebook", f"no {nb_name} in {student}/{assignment}/"
+        item["problem"] = (Status.MISSING_NOTEBOOK, f"no {nb_name} in {student}/{assignment}/"
                            + (f" (found {', '.join(others)})" if others else ""))
         return item
     if stat.S_ISLNK(st.st_mode):
-        item["problem"] = ("symlink", f"{student}/{assignment}/{nb_name} is a symbolic link; "
+        item["problem"] = (Status.SYMLINK, f"{student}/{assignment}/{nb_name} is a symbolic link; "
                                       "links are not followed")
     elif not stat.S_ISREG(st.st_mode):
-        item["problem"] = ("not a notebook file", f"{student}/{assignment}/{nb_name} is not "
+        item["problem"] = (Status.NOT_A_NOTEBOOK_FILE, f"{student}/{assignment}/{nb_name} is not "
                                                   "a regular file")
     elif st.st_size > MAX_NOTEBOOK_BYTES:
-        item["problem"] = ("invalid notebook", f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+        item["problem"] = (Status.INVALID_NOTEBOOK, f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
     return item
 
 

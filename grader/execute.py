@@ -40,6 +40,8 @@ from nbclient.util import ensure_async, run_sync
 from nbformat.v4 import new_output
 from traitlets import Instance
 
+from grader.model import Status
+
 GUARD = "__import__('sys').modules['_d2l_grading_guard']"
 OBSERVE = "__import__('sys').modules['_d2l_grading_observe']"
 # One frame of a kernel message; a larger one ends the connection. zmq counts each frame on
@@ -153,7 +155,7 @@ class GradingClient(NotebookClient):
             if content.get("status") != "ok" or (expression and value.get("status") != "ok"):
                 return "error", value.get("evalue") or content.get("evalue", "")
             return "ok", value.get("data", {}).get("text/plain")
-        return "timeout", ""
+        return "timeout", ""  # a state of this call (its review text says it), not a Status
 
     async def _install_guard(self) -> None:
         code = ("def __d2l_grading_install():\n"
@@ -242,7 +244,7 @@ class GradingClient(NotebookClient):
             cell = await super().async_execute_cell(cell, cell_index, execution_count)
         except DeadKernelError:
             if self._expired:
-                self._event("submission timeout", f"the submission ran longer than "
+                self._event(Status.SUBMISSION_TIMEOUT, f"the submission ran longer than "
                                                   f"{self.time_limit} s: the kernel was stopped "
                                                   f"in {where} and later cells did not run")
                 cell.outputs.append(new_output(
@@ -253,7 +255,7 @@ class GradingClient(NotebookClient):
                 return cell
             code = await self._exit_code()
             why = f" ({code})" if code else ""
-            self._event("kernel died", f"the kernel died in {where}{why}; later cells did "
+            self._event(Status.KERNEL_DIED, f"the kernel died in {where}{why}; later cells did "
                                        "not run")
             cell.outputs.append(new_output(
                 "error", ename="DeadKernelError", evalue=f"the kernel died{why}",
@@ -272,7 +274,7 @@ class GradingClient(NotebookClient):
             return cell
         if self._timed_out:
             if await self._responds(grace=10):
-                self._event("timeout", f"{where} ran longer than {self.timeout} s and was "
+                self._event(Status.TIMEOUT, f"{where} ran longer than {self.timeout} s and was "
                                        "interrupted")
             else:
                 await self._stop(where)
@@ -281,7 +283,7 @@ class GradingClient(NotebookClient):
             cell.outputs.append(new_output(
                 "stream", name="stdout",
                 text=f"\n[output cut by the grader at {self.max_output_chars} characters]\n"))
-            self._event("output truncated", f"output of {where} cut to "
+            self._event(Status.OUTPUT_TRUNCATED, f"output of {where} cut to "
                                              f"{self.max_output_chars} characters")
         self._limits_hit(cell, where)
         expected = plan.get("binds", []) if plan.get("course") else []
@@ -344,11 +346,11 @@ class GradingClient(NotebookClient):
                                           f"{OBSERVE}.last", timeout=self.timeout)
         if state == "timeout" and not await ensure_async(self.km.is_alive()):
             self._checks_stopped = True
-            self._event("kernel died", f"the kernel died in the checks of {gid}; later "
+            self._event(Status.KERNEL_DIED, f"the kernel died in the checks of {gid}; later "
                                        "checks did not run")
             return None
         if state == "timeout":
-            self._event("timeout", f"the checks of {gid} ran longer than {self.timeout} s")
+            self._event(Status.TIMEOUT, f"the checks of {gid} ran longer than {self.timeout} s")
             try:
                 await ensure_async(self.km.interrupt_kernel())
             except Exception:
@@ -401,13 +403,14 @@ class GradingClient(NotebookClient):
                 continue
             text = f"{out.get('ename', '')}: {out.get('evalue', '')}".lower()
             if any(w in text for w in MEMORY_WORDS):
-                self._event("memory limit", f"{where} ran out of memory ({out.get('ename')})")
+                self._event(Status.MEMORY_LIMIT, f"{where} ran out of memory ({out.get('ename')})")
             elif any(w in text for w in DISK_WORDS):
-                self._event("disk limit", f"{where} ran out of disk space ({out.get('ename')})")
+                self._event(Status.DISK_LIMIT,
+                            f"{where} ran out of disk space ({out.get('ename')})")
 
     async def _stop(self, where: str) -> None:
         """Shut down a kernel that ignores the interrupt; later cells will not run."""
-        self._event("timeout", f"{where} ran longer than {self.timeout} s and ignored the "
+        self._event(Status.TIMEOUT, f"{where} ran longer than {self.timeout} s and ignored the "
                                "interrupt; the kernel was stopped and later cells did not run")
         self._dead = f"not run: the kernel was stopped in {where}"
         self._died_at = next((i for i, c in enumerate(self.nb.cells)

@@ -24,6 +24,7 @@ from grader.course import course_model, ensure_release, grading_secret, load_con
 from grader.errors import UsageError
 from grader.job import feedback_on_worker, zero_result
 from grader.job import judge as job_judge
+from grader.model import Status
 from grader.paths import ROOT, show
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
@@ -185,8 +186,8 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
                                          sum(result["cells"].values()))
             if item.get("timestamp_problem"):
                 result["detail"].append(item["timestamp_problem"])
-        if box["bwrap"] is None and "unsandboxed" not in result["status"]:
-            result["status"].insert(0, "unsandboxed")
+        if box["bwrap"] is None and Status.UNSANDBOXED not in result["status"]:
+            result["status"].insert(0, Status.UNSANDBOXED)
             result["detail"].insert(0, "graded without the sandbox, as asked")
         results.append(result)
         shown.done(result, m)
@@ -203,7 +204,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         ref = expected[item["assignment"]]
         m = model[item["assignment"]]
         if ref["problem"]:
-            result = zero_result(item, "grading error", ref["problem"], m["points"])
+            result = zero_result(item, Status.GRADING_ERROR, ref["problem"], m["points"])
         else:
             result = job_judge(result, course_part(m), ref["reports"][item["key"]])
             result["late_penalty_for_page"] = item["page_penalty"]
@@ -222,7 +223,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
                    f"restarted when it passes {cluster.MEMORY_LIMIT})"
                    if type(result).__name__ == "KilledWorker" else
                    f"{type(result).__name__}: {str(result)[:200]}")
-            finish(item, zero_result(item, "grading error", why,
+            finish(item, zero_result(item, Status.GRADING_ERROR, why,
                                      model[item["assignment"]]["points"]))
         elif item["assignment"] in expected:
             judged(item, result)
@@ -267,7 +268,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         try:
             write_artifacts(build, r, model)
         except (OSError, ValueError) as e:  # this student's row says so; the others go on
-            r["status"].append("grading error")
+            r["status"].append(Status.GRADING_ERROR)
             r["detail"].append(f"its files could not be written: {type(e).__name__}: "
                                f"{str(e)[:200]}")
     gradebook.record(build, results, model)
@@ -321,7 +322,7 @@ def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finis
             data = collect.read_regular_file(item["path"])
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or e
-            finish(item, zero_result(item, "not a notebook file",
+            finish(item, zero_result(item, Status.NOT_A_NOTEBOOK_FILE,
                                      f"could not read the notebook: {why}", m["points"]))
             continue
         item["timestamp"], item["timestamp_problem"] = late.read_timestamp(

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from grader import report
+from grader.model import Status
 from grader.paths import gradebook_url
 
 NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
@@ -103,7 +104,7 @@ def rows(build: Path, model: dict) -> list[dict]:
         known = {s.id for s in gb.students}
         for student in sorted(known - {s for s, _ in results}):
             results[(student, "")] = {"student": student, "assignment": "",
-                                      "status": ["no submission"],
+                                      "status": [Status.NO_SUBMISSION],
                                       "detail": ["in the gradebook, but no submission graded"],
                                       "review": [], "late": None}
         for (student, a), r in sorted(results.items()):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
+from grader.model import Status
 from grader.paths import ROOT
 
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
@@ -47,14 +48,14 @@ def parse_notebook(data: bytes):
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except UnicodeDecodeError:
-        return None, ("invalid notebook", "not UTF-8 text")
+        return None, (Status.INVALID_NOTEBOOK, "not UTF-8 text")
     except json.JSONDecodeError as e:
-        return None, ("invalid notebook", f"not valid JSON ({e.msg}, line {e.lineno})")
+        return None, (Status.INVALID_NOTEBOOK, f"not valid JSON ({e.msg}, line {e.lineno})")
     except RecursionError:
-        return None, ("invalid notebook", "nested too deeply to be a notebook")
+        return None, (Status.INVALID_NOTEBOOK, "nested too deeply to be a notebook")
     except Exception as e:  # valid JSON but not a notebook nbformat accepts
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        return None, ("invalid notebook", f"not a Jupyter notebook ({first[:120]})")
+        return None, (Status.INVALID_NOTEBOOK, f"not a Jupyter notebook ({first[:120]})")
     return nb, None
 
 
@@ -173,7 +174,7 @@ def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], log
             drain.join(timeout=5)
     except Exception as e:
         logger.exception("the notebook could not be run")  # for the instructor's job.log
-        result["status"].append("grading error")
+        result["status"].append(Status.GRADING_ERROR)
         result["detail"].append(f"the notebook could not be run: {type(e).__name__}: "
                                 f"{str(e)[:300]}")
         result["kernel_log"] = log.decode(errors="replace")
@@ -251,7 +252,7 @@ def judge(result: dict, course: dict, expected: dict) -> dict:
         return result
     result["cells"], result["failed"], problems = verdicts(course, reports, expected)
     if problems:
-        result["status"].append("grading error")
+        result["status"].append(Status.GRADING_ERROR)
         result["detail"].append("the course's checks failed on the reference solution: "
                                 + "; ".join(problems)[:600])
     return result
@@ -310,7 +311,7 @@ def run_bounded(job: dict) -> dict:
         why = (f"the grader's process for it {how}, near its memory limit of "
                f"{JOB_MEMORY // 2**20} MB or past it: an output too large to hold? "
                f"({proc.stderr.decode(errors='replace').strip()[-200:]})")
-    return zero_result(job, "grading error", why, job["course"]["points"])
+    return zero_result(job, Status.GRADING_ERROR, why, job["course"]["points"])
 
 
 def main() -> int:
@@ -387,7 +388,7 @@ def run_on_worker(job: dict) -> dict:
     try:
         result = run_bounded({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
     except Exception as e:  # our own bug: still a result, still the next job
-        result = zero_result(job, "grading error",
+        result = zero_result(job, Status.GRADING_ERROR,
                              f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
                              job["course"]["points"])
     finally:

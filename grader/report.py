@@ -39,6 +39,7 @@ import threading
 import time
 from pathlib import Path
 
+from grader.model import Status
 from grader.paths import ROOT
 from grader.render import CSP_META
 
@@ -58,10 +59,7 @@ RENDER_SECONDS = 60  # wall clock for one page, a fresh helper's start included
 RENDER_MEMORY = 1536 * 2**20  # address space of the helper process
 RENDER_PAGES = 200  # pages before a helper is replaced (whatever it may have kept)
 PLAIN_CELL_CHARS, PLAIN_CHARS = 10_000, 500_000  # text of a plain page: per cell, in all
-STATUS_ORDER = ["unsandboxed", "missing notebook", "invalid notebook", "not a notebook file",
-                "symlink", "no submission", "grading error", "submission timeout", "kernel died",
-                "timeout", "memory limit", "disk limit", "tests restored", "cells dropped",
-                "output truncated", "feedback plain"]
+STATUS_ORDER = list(Status)  # the order a row lists its statuses in
 
 
 def escape_text(text: str) -> str:
@@ -374,7 +372,7 @@ def feedback_html(nb, result: dict, course: dict, late_penalty: float = 0.0) -> 
     page, why = _render(fb, resources)
     if page is not None:
         return clean_text(page)
-    result.setdefault("status", []).append("feedback plain")
+    result.setdefault("status", []).append(Status.FEEDBACK_PLAIN)
     result.setdefault("detail", []).append(f"the feedback page {why}; a plain page was written")
     return feedback_stub(result, course, nbformat.from_dict(fb), late_penalty)
 

@@ -20,6 +20,8 @@ import copy
 
 import nbformat
 
+from grader.model import Status
+
 
 def grade_id(cell) -> str | None:
     return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
@@ -84,9 +86,9 @@ def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.Not
     # in the course's order, so the detail reads like the notebook
     changes = sorted(edited + deleted, key=lambda s: order.index(s.split(" ")[0]))
     if changes:
-        events.append(("tests restored", "restored test cells: " + ", ".join(changes)))
+        events.append((Status.TESTS_RESTORED, "restored test cells: " + ", ".join(changes)))
     if dropped:
-        events.append(("cells dropped", "dropped cells: " + ", ".join(dropped)))
+        events.append((Status.CELLS_DROPPED, "dropped cells: " + ", ".join(dropped)))
     nb = nbformat.v4.new_notebook(cells=out, metadata={
         "kernelspec": course["kernelspec"], "language_info": {"name": "python"}})
     return nb, events

@@ -1,0 +1,56 @@
+"""The statuses a row can carry: one enum says them all, the instructor's guide says the same,
+and no module of the grader spells one out by hand."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import re
+from collections import Counter
+
+from grader import report
+from grader.model import MEANINGS, Status
+from grader.paths import ROOT
+
+# String constants that happen to read like a status but are none (file, text: count).
+NOT_STATUSES = {("execute.py", "timeout"): 4,  # the state of a silent call into the kernel
+                ("config.py", "timeout"): 2}  # nbgrader's Execute.timeout key
+
+
+def guide_table() -> dict[str, str]:
+    """status -> 'what happened', from exercises/README.md's table of statuses."""
+    text = (ROOT / "exercises" / "README.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \| (.+?) \| [^|]+ \|$", text, re.M)
+    return dict(rows)
+
+
+def test_every_status_has_its_meaning_in_the_guide():
+    table = guide_table()
+    assert set(table) == {"ok", *Status}, set(table) ^ {"ok", *Status}
+    for status in Status:
+        assert table[status] == status.meaning, status
+    assert set(MEANINGS) == set(Status)
+
+
+def test_a_status_is_written_as_its_words():
+    """grades.csv and JSON get the words, not the enum's name."""
+    row = {"status": [Status.GRADING_ERROR, Status.UNSANDBOXED]}
+    assert report.status_text(row) == "unsandboxed; grading error"
+    assert json.loads(json.dumps(row)) == {"status": ["grading error", "unsandboxed"]}
+    out = io.StringIO()
+    csv.writer(out).writerow([report.csv_cell(Status.KERNEL_DIED)])
+    assert out.getvalue().strip() == "kernel died"
+
+
+def test_no_module_spells_a_status_by_hand():
+    words = {s.value for s in Status}
+    found = Counter()
+    for path in (ROOT / "grader").glob("*.py"):
+        if path.name == "model.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in words:
+                found[(path.name, node.value)] += 1
+    assert dict(found) == NOT_STATUSES
