@@ -182,6 +182,8 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         m = model.get(result["assignment"])
         if m:
             result["cells"] = clamp_cells(result, m["points"])
+            # the one computation of the penalty: the progress line, the page, the gradebook
+            # (hence grades.csv and the exports) all show this number
             result["late"] = late.assess(rules, result["assignment"], item.get("timestamp"),
                                          sum(result["cells"].values()))
             if item.get("timestamp_problem"):
@@ -192,7 +194,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         results.append(result)
         shown.done(result, m)
 
-    planned = plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finish)
+    planned = plan_jobs(items, model, kernels, limits, secret, box, settings, finish)
     references = reference_jobs(planned, model, kernels, limits, box, settings)
     expected: dict[str, dict] = {}  # assignment -> the reference's run, once it is in
     waiting: dict[str, list] = {}  # assignment -> (item, result) that ran before it
@@ -207,7 +209,6 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
             result = zero_result(item, Status.GRADING_ERROR, ref["problem"], m["points"])
         else:
             result = job_judge(result, course_part(m), ref["reports"][item["key"]])
-            result["late_penalty_for_page"] = item["page_penalty"]
         finish(item, result)
 
     def done(key: str, result) -> None:
@@ -240,7 +241,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         pool.run(iter(stream), done, window=pool.workers())
         pages = [(f"page-{n}", f"{r['student']}/{r['assignment']}",
                   {"course": course_part(model[r["assignment"]]), "result": r,
-                   "late_penalty": r.get("late_penalty_for_page", 0.0)})
+                   "late_penalty": r["late"]["penalty"]})
                  for n, r in enumerate(results) if r.get("autograded") is not None]
         by_key = {key: job["result"] for key, _, job in pages}
 
@@ -249,10 +250,9 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
             if isinstance(page, dict):
                 r.update(page)
             else:  # the worker died rendering it, or a bug of ours: the plain page
-                r["feedback"] = report.feedback_stub(r)
+                r["feedback"] = report.feedback_stub(r, course_part(model[r["assignment"]]),
+                                                     late_penalty=r["late"]["penalty"])
         pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
-        for r in results:
-            r.pop("late_penalty_for_page", None)
     finally:
         shown.stop()
         pool.close()
@@ -309,7 +309,7 @@ def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
           f"{show(build / 'grades.csv')}, feedback in {show(build / 'feedback')}", flush=True)
 
 
-def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finish):
+def plan_jobs(items, model, kernels, limits, secret, box, settings, finish):
     """(key, label, item, job) for each submission to run, its notebook read once, as it
     is submitted; those that cannot run are finished here with a row saying why."""
     planned = []
@@ -331,13 +331,9 @@ def plan_jobs(items, model, kernels, limits, rules, secret, box, settings, finis
         job = {"student": item["student"], "assignment": item["assignment"],
                "notebook": base64.b64encode(data).decode(),
                "course": course_part(m), "limits": limits, "timeouts": settings["timeouts"],
-               # the feedback page shows it, as nbgrader's does; the client records it
-               "late_penalty": late.assess(rules, item["assignment"],
-                                           item["timestamp"])["penalty"],
                "seeds": {gid: seed(secret, item["student"], item["assignment"], gid, answers)
                          for gid in m["tests"]},
                "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}
-        item["page_penalty"] = job["late_penalty"]
         planned.append((f"grade-{n}", f"{item['student']}/{item['assignment']}", item, job))
     return planned
 

@@ -275,7 +275,7 @@ def add_feedback(job: dict, result: dict) -> dict:
         return result
     nb = nbformat.reads(result["autograded"], as_version=4)
     result["feedback"] = clean(report.feedback_html(
-        nb, result, _course_cells(job["course"]), late_penalty=job.get("late_penalty", 0.0)))
+        nb, result, _course_cells(job["course"]), late_penalty=job["late_penalty"]))
     return result
 
 

@@ -37,7 +37,8 @@ class Progress:
             self.last = time.monotonic()
             if result.get("seconds"):
                 self.seconds.append(result["seconds"])
-            score = report.fmt(sum(result["cells"].values())) if model else "0"
+            penalty = (result.get("late") or {}).get("penalty", 0.0)  # the row's
+            score = report.fmt(sum(result["cells"].values()) - penalty) if model else "0"
             total = report.fmt(model["max_score"]) if model else "0"
             width = len(str(self.total))
             flag = "  REVIEW" if result["review"] else ""

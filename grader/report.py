@@ -351,11 +351,10 @@ def _render(fb: dict, resources: dict) -> tuple[str | None, str]:
 
 def feedback_html(nb, result: dict, course: dict, late_penalty: float = 0.0) -> str:
     """The student's page; the score after the late penalty, which it names, as nbgrader's
-    feedback does. Rendered by a helper process within RENDER_SECONDS and RENDER_MEMORY; a
-    plain page, said in result's status and detail, when it cannot be."""
+    feedback does (`late_penalty` as grade.py's finish computed it, for the row too).
+    Rendered by a helper process within RENDER_SECONDS and RENDER_MEMORY; a plain page, said
+    in result's status and detail, when it cannot be."""
     import nbformat
-
-    from grader.late import capped
 
     fb = feedback_notebook(nb, result, course)
     cut = cap_markdown(fb)
@@ -364,8 +363,7 @@ def feedback_html(nb, result: dict, course: dict, late_penalty: float = 0.0) -> 
             f"{cut} markdown part(s) left out of the feedback page (over {MAX_MARKDOWN:,} "
             f"characters of markdown in all)")
     fb = _clean(fb)  # plain JSON now, every string encodable
-    score = sum(result["cells"].values())
-    late = capped(late_penalty, score)
+    score, late = sum(result["cells"].values()), late_penalty
     resources = {"nbgrader": {"notebook": clean_text(str(course["notebook"])),
                               "score": score - late, "max_score": course["max_score"],
                               "late_penalty": late}}
@@ -410,8 +408,6 @@ def feedback_stub(result: dict, course: dict | None = None, fb=None,
     """Feedback in plain HTML, everything escaped: why the submission could not be run (score
     0), or, with the course, the score and each test cell's verdict, and with the feedback
     notebook (feedback_notebook's) its cells as text, when its page could not be rendered."""
-    from grader.late import capped
-
     title = html.escape(escape_text(result["assignment"] or "Submission"))
     detail = "<br>".join(html.escape(escape_text(d)) for d in result["detail"])
     parts = [f"<h1>{title}: {html.escape(escape_text(status_text(result)))}</h1>",
@@ -420,7 +416,7 @@ def feedback_stub(result: dict, course: dict | None = None, fb=None,
         parts.append("<p>Score: 0</p>")
     else:
         score = sum(result["cells"].values())
-        late = capped(late_penalty, score)
+        late = late_penalty
         parts.append(f"<p>Score: {fmt(score - late)} / {fmt(course['max_score'])}"
                      + (f" (late submission penalty: -{fmt(late)})" if late > 0 else "")
                      + "</p>")

@@ -64,9 +64,9 @@ def course(frameworks, tmp_path_factory) -> dict:
         shutil.copytree(SAMPLE / source, submitted / student)
         if stamp:
             (submitted / student / NB / "timestamp.txt").write_text(stamp + "\n")
-    grader("grade", "--course", str(course), "--build", str(build), "--submissions",
-           str(submitted), "--jobs", "2")
-    return {"course": course, "build": build, "submitted": submitted,
+    graded = grader("grade", "--course", str(course), "--build", str(build), "--submissions",
+                    str(submitted), "--jobs", "2")
+    return {"course": course, "build": build, "submitted": submitted, "log": graded.stdout,
             "rows": {r["student"]: r for r in read(build / "grades.csv")}}
 
 
@@ -89,6 +89,8 @@ def test_late_submissions_are_marked_and_penalized(course):
     page = (course["build"] / "feedback" / "ada-late" / NB / f"{NB}.html").read_text()
     assert f"(Score: {float(late['score']):.1f} / 15.0)" in page, "the student sees it too"
     assert "Late submission penalty (Score: -3.0)" in page
+    progress = [line for line in course["log"].splitlines() if "] ada-late " in line]
+    assert len(progress) == 1 and f" {late['score']}/15 " in progress[0], progress
     odd = rows["ada-odd"]
     assert odd["late"] == "" and odd["score"] == rows["ada"]["score"]
     assert "timestamp.txt holds no date" in odd["detail"]
