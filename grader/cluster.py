@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 
 from grader import config
 from grader.errors import UsageError
-from grader.model import Status
+from grader.model import Result, Status
 from grader.paths import ROOT
 
 # The memory one grading worker may hold: past 95% of it (distributed.worker.memory.terminate)
@@ -182,15 +182,15 @@ class Pool:
             self.cluster.close()
 
 
-def all_failed_message(results: list[dict]) -> str | None:
+def all_failed_message(results: list[Result]) -> str | None:
     """One line for a run in which every job failed with a `grading error` (its caller exits
     non-zero with it), else None. The reason given is the most common one: the detail at the
     place of each result's `grading error` status (status and detail are appended in pairs)."""
-    if not results or not all(Status.GRADING_ERROR in r.get("status", ()) for r in results):
+    if not results or not all(Status.GRADING_ERROR in r.status for r in results):
         return None
     reasons = collections.Counter()
     for r in results:
-        status, detail = list(r.get("status", ())), list(r.get("detail", ()))
+        status, detail = r.status, r.detail
         i = status.index(Status.GRADING_ERROR)
         reasons[detail[i] if i < len(detail) else (detail[-1] if detail else "")] += 1
     reason, count = reasons.most_common(1)[0]

@@ -24,7 +24,7 @@ from grader.course import course_model, ensure_release, grading_secret, load_con
 from grader.errors import UsageError
 from grader.job import feedback_on_worker, zero_result
 from grader.job import judge as job_judge
-from grader.model import Status
+from grader.model import ReferenceRun, Result, Status
 from grader.paths import ROOT, show
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
@@ -107,23 +107,23 @@ def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
         "framework env and the shim visible (read-only), tmpfs home and /tmp")}
 
 
-def clamp_cells(result: dict, points: dict) -> dict:
+def clamp_cells(result: Result, points: dict) -> dict:
     """Scores per test cell, limited to the cells and points of the real gradebook."""
     cells = {}
     for name, max_score in points.items():
         try:
-            score = float(result["cells"].get(name) or 0.0)
+            score = float(result.cells.get(name) or 0.0)
         except (TypeError, ValueError):
             score = 0.0
         cells[name] = min(max(score, 0.0), max_score)
     return cells
 
 
-def write_artifacts(build: Path, r: dict, model: dict) -> None:
+def write_artifacts(build: Path, r: Result, model: dict) -> None:
     """The autograded notebook, the feedback page and the logs of one submission."""
-    name = model[r["assignment"]]["notebook"] if r["assignment"] in model else r["assignment"]
-    where = Path(r["student"]) / (r["assignment"] or gradebook.NO_ASSIGNMENT)
-    for kind, text in (("autograded", r.get("autograded")), ("feedback", r.get("feedback"))):
+    name = model[r.assignment]["notebook"] if r.assignment in model else r.assignment
+    where = Path(r.student) / (r.assignment or gradebook.NO_ASSIGNMENT)
+    for kind, text in (("autograded", r.autograded), ("feedback", r.feedback)):
         folder = build / kind / where
         shutil.rmtree(folder, ignore_errors=True)
         if text is None and kind == "feedback":
@@ -135,11 +135,11 @@ def write_artifacts(build: Path, r: dict, model: dict) -> None:
     logs = build / "grading" / where
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    for log in ("job_log", "kernel_log"):
-        (logs / f"{log.replace('_', '.')}").write_text(r.get(log) or "", encoding="utf-8")
-    failed = r.get("failed") or {}  # what each check found wrong, in the course's words
+    for file, log in (("job.log", r.job_log), ("kernel.log", r.kernel_log)):
+        (logs / file).write_text(log or "", encoding="utf-8")
+    # what each check found wrong, in the course's words
     (logs / "checks.log").write_text("".join(
-        f"{gid}: {'; '.join(why)}\n" for gid, why in sorted(failed.items())) or
+        f"{gid}: {'; '.join(why)}\n" for gid, why in sorted(r.failed.items())) or
         "every check agreed with the reference\n", encoding="utf-8")
 
 
@@ -175,22 +175,21 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     gradebook_file = build / "gradebook.db"
     snapshot = gradebook_file.read_bytes()  # what it must still be when the jobs are done
     start = time.monotonic()
-    results: list[dict] = []
+    results: list[Result] = []
     shown = progress.Progress(len(items))
 
-    def finish(item: dict, result: dict) -> None:
-        m = model.get(result["assignment"])
+    def finish(item: dict, result: Result) -> None:
+        m = model.get(result.assignment)
         if m:
-            result["cells"] = clamp_cells(result, m["points"])
+            result.cells = clamp_cells(result, m["points"])
             # the one computation of the penalty: the progress line, the page, the gradebook
             # (hence grades.csv and the exports) all show this number
-            result["late"] = late.assess(rules, result["assignment"], item.get("timestamp"),
-                                         sum(result["cells"].values()))
+            result.late = late.assess(rules, result.assignment, item.get("timestamp"),
+                                      result.score)
             if item.get("timestamp_problem"):
-                result["detail"].append(item["timestamp_problem"])
-        if box["bwrap"] is None and Status.UNSANDBOXED not in result["status"]:
-            result["status"].insert(0, Status.UNSANDBOXED)
-            result["detail"].insert(0, "graded without the sandbox, as asked")
+                result.detail.append(item["timestamp_problem"])
+        if box["bwrap"] is None and Status.UNSANDBOXED not in result.status:
+            result.flag(Status.UNSANDBOXED, "graded without the sandbox, as asked", first=True)
         results.append(result)
         shown.done(result, m)
 
@@ -202,13 +201,13 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     pool = cluster.Pool(jobs, scheduler, settings["timeouts"])
     print(f"grade: running on {pool.where}", flush=True)
 
-    def judged(item: dict, result: dict) -> None:
+    def judged(item: dict, result: Result) -> None:
         ref = expected[item["assignment"]]
         m = model[item["assignment"]]
-        if ref["problem"]:
-            result = zero_result(item, Status.GRADING_ERROR, ref["problem"], m["points"])
+        if ref.problem:
+            result = zero_result(item, Status.GRADING_ERROR, ref.problem, m["points"])
         else:
-            result = job_judge(result, course_part(m), ref["reports"][item["key"]])
+            result = job_judge(result, course_part(m), ref.reports[item["key"]])
         finish(item, result)
 
     def done(key: str, result) -> None:
@@ -239,19 +238,18 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
             item["key"] = key
         stream = [*references, *((key, label, job) for key, label, _, job in planned)]
         pool.run(iter(stream), done, window=pool.workers())
-        pages = [(f"page-{n}", f"{r['student']}/{r['assignment']}",
-                  {"course": course_part(model[r["assignment"]]), "result": r,
-                   "late_penalty": r["late"]["penalty"]})
-                 for n, r in enumerate(results) if r.get("autograded") is not None]
+        pages = [(f"page-{n}", f"{r.student}/{r.assignment}",
+                  {"course": course_part(model[r.assignment]), "result": r})
+                 for n, r in enumerate(results) if r.autograded is not None]
         by_key = {key: job["result"] for key, _, job in pages}
 
         def page_done(key: str, page) -> None:
             r = by_key[key]
-            if isinstance(page, dict):
-                r.update(page)
+            if isinstance(page, Result):  # what rendering added: a cut, a plain page, a flag
+                r.feedback, r.status, r.detail, r.review = (page.feedback, page.status,
+                                                            page.detail, page.review)
             else:  # the worker died rendering it, or a bug of ours: the plain page
-                r["feedback"] = report.feedback_stub(r, course_part(model[r["assignment"]]),
-                                                     late_penalty=r["late"]["penalty"])
+                r.feedback = report.feedback_stub(r, course_part(model[r.assignment]))
         pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
     finally:
         shown.stop()
@@ -268,13 +266,12 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
         try:
             write_artifacts(build, r, model)
         except (OSError, ValueError) as e:  # this student's row says so; the others go on
-            r["status"].append(Status.GRADING_ERROR)
-            r["detail"].append(f"its files could not be written: {type(e).__name__}: "
-                               f"{str(e)[:200]}")
+            r.flag(Status.GRADING_ERROR, f"its files could not be written: "
+                                         f"{type(e).__name__}: {str(e)[:200]}")
     gradebook.record(build, results, model)
     rows = gradebook.rows(build, model)
     report.write_csv(build / "grades.csv", rows, gradebook.exercises(model))
-    graded = {(r["student"], r["assignment"]) for r in results}
+    graded = {(r.student, r.assignment) for r in results}
     summary([r for r in rows if (r["student"], r["assignment"]) in graded], len(rows), wall,
             pool.where, build, box)
     failed = cluster.all_failed_message(results)
@@ -366,12 +363,11 @@ def reference_jobs(planned, model, kernels, limits, box, settings) -> list:
     return jobs
 
 
-def reference_result(name: str, result) -> dict:
-    """{"reports": {key: {grade id: report}}, "problem": str | None} of a reference run."""
-    if isinstance(result, Exception) or "reports" not in result:
-        why = result if isinstance(result, Exception) else "; ".join(result["detail"])
-        result = {"reports": {}, "problem": f"the reference solution could not be run: "
-                                            f"{str(why)[:300]}"}
-    if result["problem"]:
-        print(f"grade: {name}: {report.escape_text(result['problem'])}", flush=True)
+def reference_result(name: str, result: ReferenceRun | Exception) -> ReferenceRun:
+    """A reference run as it came back, or why it did not (a worker that died each time)."""
+    if isinstance(result, Exception):
+        result = ReferenceRun(problem=f"the reference solution could not be run: "
+                                      f"{str(result)[:300]}")
+    if result.problem:
+        print(f"grade: {name}: {report.escape_text(result.problem)}", flush=True)
     return result

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from grader import report
-from grader.model import Status
+from grader.model import Lateness, Result, Status
 from grader.paths import gradebook_url
 
 NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
@@ -39,7 +39,10 @@ def by_exercise(cells: dict, points: dict) -> dict[str, float]:
     return found
 
 
-def record(build: Path, results: list[dict], model: dict) -> None:
+STORED = ("student", "assignment", "status", "detail", "review", "late", "seconds")
+
+
+def record(build: Path, results: list[Result], model: dict) -> None:
     """Write results into the gradebook and the result files, in sorted order."""
     import warnings
 
@@ -47,43 +50,40 @@ def record(build: Path, results: list[dict], model: dict) -> None:
     from nbgrader.utils import parse_utc
     from sqlalchemy.exc import SAWarning
 
-    results = sorted(results, key=lambda r: (r["student"], r["assignment"]))
+    results = sorted(results, key=lambda r: (r.student, r.assignment))
     with Gradebook(gradebook_url(build)) as gb, warnings.catch_warnings():
         # nbgrader's own update_or_create_submission trips these autoflush warnings; harmless.
         warnings.simplefilter("ignore", SAWarning)
         for r in results:
-            if r["assignment"] not in model:
+            if r.assignment not in model:
                 continue
-            gb.update_or_create_student(r["student"])
-            timestamp = (r.get("late") or {}).get("timestamp")
+            gb.update_or_create_student(r.student)
+            timestamp = r.late and r.late.timestamp
             timestamp = parse_utc(timestamp) if timestamp else None
-            sub = gb.update_or_create_submission(r["assignment"], r["student"],
-                                                 timestamp=timestamp)
-            nb = gb.find_submission_notebook(model[r["assignment"]]["notebook"],
-                                             r["assignment"], r["student"])
+            sub = gb.update_or_create_submission(r.assignment, r.student, timestamp=timestamp)
+            nb = gb.find_submission_notebook(model[r.assignment]["notebook"], r.assignment,
+                                             r.student)
             for grade in nb.grades:
-                if grade.name in r["cells"]:
-                    grade.auto_score = r["cells"][grade.name]
+                if grade.name in r.cells:
+                    grade.auto_score = r.cells[grade.name]
                     grade.needs_manual_grade = False
-            nb.late_submission_penalty = (r.get("late") or {}).get("penalty") or None
+            nb.late_submission_penalty = r.penalty or None
             sub.timestamp = timestamp
             gb.db.commit()
     for r in results:
-        folder = build / "grading" / r["student"] / (r["assignment"] or NO_ASSIGNMENT)
+        folder = build / "grading" / r.student / (r.assignment or NO_ASSIGNMENT)
         folder.mkdir(parents=True, exist_ok=True)
-        kept = {k: r.get(k) for k in ("student", "assignment", "status", "detail", "review",
-                                      "late", "seconds")}
-        (folder / "result.json").write_text(json.dumps(kept, indent=1) + "\n",
+        (folder / "result.json").write_text(json.dumps(r.to_json(STORED), indent=1) + "\n",
                                             encoding="utf-8")
 
 
-def stored(build: Path) -> list[dict]:
+def stored(build: Path) -> list[Result]:
     """Every result file under build/grading, whatever run wrote it."""
     found = []
     for path in sorted((build / "grading").glob("*/*/result.json")):
         try:
-            found.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
+            found.append(Result.from_json(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, TypeError):
             continue
     return found
 
@@ -92,26 +92,22 @@ def rows(build: Path, model: dict) -> list[dict]:
     """grades.csv's rows: every submission and every student the gradebook knows."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    results = {(r["student"], r["assignment"]): r for r in stored(build)}
+    results = {(r.student, r.assignment): r for r in stored(build)}
     columns = exercises(model)
     out = []
     with Gradebook(gradebook_url(build)) as gb:
         for a in model:
             for sub in gb.find_assignment(a).submissions:
-                results.setdefault((sub.student.id, a), {
-                    "student": sub.student.id, "assignment": a, "status": [], "detail": [],
-                    "review": [], "late": None})
+                results.setdefault((sub.student.id, a), Result(sub.student.id, a))
         known = {s.id for s in gb.students}
         for student in sorted(known - {s for s, _ in results}):
-            results[(student, "")] = {"student": student, "assignment": "",
-                                      "status": [Status.NO_SUBMISSION],
-                                      "detail": ["in the gradebook, but no submission graded"],
-                                      "review": [], "late": None}
+            results[(student, "")] = Result(student, "")
+            results[(student, "")].flag(Status.NO_SUBMISSION,
+                                        "in the gradebook, but no submission graded")
         for (student, a), r in sorted(results.items()):
             row = {"student": student, "assignment": a, "score": "0", "max_score": "0",
                    **dict.fromkeys(columns, ""), "status": report.status_text(r),
-                   "review": "; ".join(r.get("review") or []), "late": "",
-                   "detail": "; ".join(r.get("detail") or [])}
+                   "review": "; ".join(r.review), "late": "", "detail": "; ".join(r.detail)}
             if a in model:
                 try:
                     nb = gb.find_submission_notebook(model[a]["notebook"], a, student)
@@ -124,14 +120,13 @@ def rows(build: Path, model: dict) -> list[dict]:
                     row["max_score"] = report.fmt(nb.max_score)
                     for ex, points in by_exercise(cells, model[a]["points"]).items():
                         row[ex] = report.fmt(points)
-                late = r.get("late") or {}
-                if late.get("seconds"):
-                    row["late"] = late_text(late)
+                if r.late and r.late.seconds:
+                    row["late"] = late_text(r.late)
             out.append(row)
     return out
 
 
-def late_text(late: dict) -> str:
-    hours = late["seconds"] / 3600
+def late_text(late: Lateness) -> str:
+    hours = late.seconds / 3600
     when = f"{hours:.1f} h late" if hours < 48 else f"{hours / 24:.1f} days late"
-    return when + (f", -{report.fmt(late['penalty'])} points" if late.get("penalty") else "")
+    return when + (f", -{report.fmt(late.penalty)} points" if late.penalty else "")

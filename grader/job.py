@@ -1,10 +1,11 @@
 """One grading job: a submission's bytes and its assignment's cells in, a result out.
 
-A pure function of its input (a JSON-able dict); the result holds the scores, statuses,
-review findings and the artifacts as text: the autograded notebook and the feedback page.
-It reads no gradebook and writes nothing but the sandbox's socket directory, so it runs on
-any worker that has the same checkout and envs. A submission that runs past its time limit
-has its kernel killed and its later cells marked as not run.
+A pure function of its input (a JSON-able dict); the result (grader/model.py's Result)
+holds the scores, statuses, review findings and the artifacts as text: the autograded
+notebook and the feedback page. It reads no gradebook and writes nothing but the sandbox's
+socket directory, so it runs on any worker that has the same checkout and envs. A
+submission that runs past its time limit has its kernel killed and its later cells marked
+as not run.
 
 Its verdicts are the comparison, in the grader's process (judge), of what the checks
 observed in the student's kernel with the reports of the same checks on the reference
@@ -25,11 +26,12 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
-from grader.model import Status
+from grader.model import ReferenceRun, Result, Status
 from grader.paths import ROOT
 
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
@@ -114,24 +116,20 @@ def _drain(fd: int, sink: bytearray) -> None:
             del sink[:-LOG_TAIL]
 
 
-def new_result(job: dict, points: dict | None = None) -> dict:
+def new_result(job: dict, points: dict | None = None) -> Result:
     """A result before anything has run: every cell at 0, no status yet."""
-    return {"student": job["student"], "assignment": job["assignment"], "status": [],
-            "detail": [], "review": [], "cells": dict.fromkeys(points or {}, 0.0),
-            "failed": {}, "seconds": 0.0, "autograded": None, "feedback": None,
-            "kernel_log": ""}
+    return Result(job["student"], job["assignment"], cells=dict.fromkeys(points or {}, 0.0))
 
 
-def zero_result(item: dict, status: str, detail: str, points: dict | None = None) -> dict:
+def zero_result(item: dict, status: Status, detail: str, points: dict | None = None) -> Result:
     """The result of a submission that scores nothing: `status` and why."""
     result = new_result(item, points)
-    result["status"].append(status)
-    result["detail"].append(detail)
+    result.flag(status, detail)
     return result
 
 
 def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], logger,
-             result: dict):
+             result: Result):
     """The assembled notebook run in its sandboxed kernel, then the checks once per seed
     set: the GradingClient, or None (and a grading error in `result`)."""
     limits, waits, start = job["limits"], job["timeouts"], time.monotonic()
@@ -174,12 +172,11 @@ def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], log
             drain.join(timeout=5)
     except Exception as e:
         logger.exception("the notebook could not be run")  # for the instructor's job.log
-        result["status"].append(Status.GRADING_ERROR)
-        result["detail"].append(f"the notebook could not be run: {type(e).__name__}: "
-                                f"{str(e)[:300]}")
-        result["kernel_log"] = log.decode(errors="replace")
+        result.flag(Status.GRADING_ERROR, f"the notebook could not be run: "
+                                          f"{type(e).__name__}: {str(e)[:300]}")
+        result.kernel_log = log.decode(errors="replace")
         return None
-    result["kernel_log"] = log.decode(errors="replace")
+    result.kernel_log = log.decode(errors="replace")
     return client
 
 
@@ -206,7 +203,7 @@ def _course_cells(course: dict) -> dict:
     return course
 
 
-def run(job: dict) -> dict:
+def run(job: dict) -> Result:
     """A student's submission: its notebook run, and what its checks reported (judged by
     judge() against the reference's reports for the same seeds)."""
     start = time.monotonic()
@@ -215,71 +212,67 @@ def run(job: dict) -> dict:
     logger, close_log = _job_logger()
 
     def finish():
-        result["job_log"] = close_log()
-        result["seconds"] = time.monotonic() - start
-        return clean(result)
+        result.job_log = close_log()
+        result.seconds = time.monotonic() - start
+        return Result.from_json(clean(result.to_json()))
 
     import nbformat
 
     student_nb, problem = parse_notebook(base64.b64decode(job["notebook"]))
     if problem:
-        result["status"].append(problem[0])
-        result["detail"].append(problem[1])
+        result.flag(*problem)
         return finish()
     nb, events = restore.assemble(student_nb, course)
     plan, student_cells = plan_cells(nb, course, job["seeds"])
-    result["review"] += audit.audit(student_cells, [c.source for c in course["cells"]
+    result.review += audit.audit(student_cells, [c.source for c in course["cells"]
                                                     if c.cell_type == "code"])
     client = _execute(job, course, nb, plan, [job["seeds"]], logger, result)
     if client is None:
         return finish()
     # What the checks sent, as text: judged in the grader's client once the reference's
     # reports are in (judge below), so that the reference's run need not come first.
-    result["reports"] = client.reports[0] if client.reports else {}
+    result.reports = client.reports[0] if client.reports else {}
     for kind, detail in events + client.events:
-        if kind not in result["status"]:
-            result["status"].append(kind)
-        result["detail"].append(detail)
-    result["review"] += client.review
-    result["autograded"] = nbformat.writes(nb)
+        result.flag(kind, detail)
+    result.review += client.review
+    result.autograded = nbformat.writes(nb)
     return finish()
 
 
-def judge(result: dict, course: dict, expected: dict) -> dict:
+def judge(result: Result, course: dict, expected: dict) -> Result:
     """The verdicts of a result that ran, against the reference's reports for its seeds."""
-    reports = result.pop("reports", None)
+    reports, result.reports = result.reports, None
     if reports is None:  # it never ran: its row already says why
         return result
-    result["cells"], result["failed"], problems = verdicts(course, reports, expected)
+    result.cells, result.failed, problems = verdicts(course, reports, expected)
     if problems:
-        result["status"].append(Status.GRADING_ERROR)
-        result["detail"].append("the course's checks failed on the reference solution: "
-                                + "; ".join(problems)[:600])
+        result.flag(Status.GRADING_ERROR, "the course's checks failed on the reference "
+                                          "solution: " + "; ".join(problems)[:600])
     return result
 
 
-def feedback_on_worker(job: dict) -> dict:
-    """What a grading worker runs for a page: {"course", "result", "late_penalty"} in; the
-    page out, with the status and detail the rendering added (a cut, a plain page)."""
+def feedback_on_worker(job: dict) -> Result:
+    """What a grading worker runs for a page: {"course", "result"} in; the result out with
+    its page, and the status and detail the rendering added (a cut, a plain page), without
+    the notebook and logs the client already has."""
     result = add_feedback(job, job["result"])
-    return {k: result[k] for k in ("feedback", "status", "detail")}
+    return replace(result, autograded=None, kernel_log="", job_log="")
 
 
-def add_feedback(job: dict, result: dict) -> dict:
+def add_feedback(job: dict, result: Result) -> Result:
     """The student's page, rendered from the notebook as it ran and the verdicts (in a
     helper process of its own, with limits: grader/render.py)."""
     import nbformat
 
-    if result.get("autograded") is None:
-        result["feedback"] = report.feedback_stub(result)
+    if result.autograded is None:
+        result.feedback = report.feedback_stub(result)
         return result
-    nb = nbformat.reads(result["autograded"], as_version=4)
-    result["feedback"] = clean(report.feedback_html(
-        nb, result, _course_cells(job["course"]), late_penalty=job["late_penalty"]))
+    nb = nbformat.reads(result.autograded, as_version=4)
+    result.feedback = clean(report.feedback_html(nb, result, _course_cells(job["course"])))
     return result
 
 
-def run_bounded(job: dict) -> dict:
+def run_bounded(job: dict) -> Result | ReferenceRun:
     """run() or run_reference() in a process of their own whose address space is capped at
     JOB_MEMORY: what a kernel sends is held by that process (zmq buffers a message whole,
     however many frames it has), so a flood costs that process, not the worker, and the row
@@ -302,8 +295,9 @@ def run_bounded(job: dict) -> dict:
     else:
         if proc.returncode == 0:
             try:
-                return json.loads(proc.stdout)
-            except ValueError:
+                data = json.loads(proc.stdout)
+                return ReferenceRun(**data) if job.get("reference") else Result.from_json(data)
+            except (ValueError, TypeError):
                 pass
         code = proc.returncode
         how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
@@ -311,6 +305,8 @@ def run_bounded(job: dict) -> dict:
         why = (f"the grader's process for it {how}, near its memory limit of "
                f"{JOB_MEMORY // 2**20} MB or past it: an output too large to hold? "
                f"({proc.stderr.decode(errors='replace').strip()[-200:]})")
+    if job.get("reference"):
+        return ReferenceRun(problem=f"the reference solution could not be run: {why}")
     return zero_result(job, Status.GRADING_ERROR, why, job["course"]["points"])
 
 
@@ -322,20 +318,21 @@ def main() -> int:
     sys.stdout = sys.stderr  # nothing else may reach the result's channel
     job = json.loads(sys.stdin.buffer.read())
     result = run_reference(job) if job.get("reference") else run(job)
-    out.write(json.dumps(result).encode())
+    out.write(json.dumps(asdict(result) if isinstance(result, ReferenceRun)
+                         else result.to_json()).encode())
     out.flush()
     return 0
 
 
-def run_reference(job: dict) -> dict:
+def run_reference(job: dict) -> ReferenceRun:
     """The reference solution (the source notebook) run once, its checks once for each
-    submission's seeds: {"reports": {key: {grade id: parsed report}}, "problem": str|None}."""
+    submission's seeds: reports by job key, {grade id: parsed report} each."""
     course = _course_cells(job["course"])
     logger, close_log = _job_logger()
     result = new_result(job, course["points"])
     nb_source, problem = parse_notebook(base64.b64decode(job["notebook"]))
     if problem:
-        return {"reports": {}, "problem": f"the source notebook: {problem[1]}"}
+        return ReferenceRun(problem=f"the source notebook: {problem[1]}")
     nb, _ = restore.assemble(nb_source, course)
     plan, _ = plan_cells(nb, course, {})
     keys = [k for k, _ in job["seed_sets"]]
@@ -343,15 +340,15 @@ def run_reference(job: dict) -> dict:
                       result)
     log = close_log()
     if client is None or len(client.reports) != len(keys):
-        why = "; ".join(result["detail"] + [e[1] for e in getattr(client, "events", [])])
-        return {"reports": {}, "problem": f"the reference solution could not be run: "
-                                          f"{why or 'its kernel stopped'}"[:600],
-                "kernel_log": result["kernel_log"][-LOG_TAIL:], "job_log": log}
+        why = "; ".join(result.detail + [e[1] for e in getattr(client, "events", [])])
+        return ReferenceRun(problem=f"the reference solution could not be run: "
+                                    f"{why or 'its kernel stopped'}"[:600],
+                            kernel_log=result.kernel_log[-LOG_TAIL:], job_log=log)
     reports = {key: {gid: checks.parse_report(text) if text is not None else
                      {"observations": {}, "error": "did not run"}
                      for gid, text in seeds.items()}
                for key, seeds in zip(keys, client.reports, strict=True)}
-    return {"reports": reports, "problem": None}
+    return ReferenceRun(reports=reports)
 
 
 def clean(value):
@@ -369,7 +366,7 @@ def clean(value):
 _slots: dict = {}  # this worker process's uids, when it runs as root
 
 
-def run_on_worker(job: dict) -> dict:
+def run_on_worker(job: dict) -> Result | ReferenceRun:
     """What a grading worker runs for a job: a uid and a scratch folder of this worker's
     own, the job, then every process of that uid killed and the folder removed."""
     box, uid = job["sandbox"], None
@@ -388,20 +385,22 @@ def run_on_worker(job: dict) -> dict:
     try:
         result = run_bounded({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
     except Exception as e:  # our own bug: still a result, still the next job
-        result = zero_result(job, Status.GRADING_ERROR,
-                             f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
-                             job["course"]["points"])
+        if job.get("reference"):
+            result = ReferenceRun(problem=f"the reference solution could not be run: the "
+                                          f"grading job failed: {type(e).__name__}: "
+                                          f"{str(e)[:300]}")
+        else:
+            result = zero_result(job, Status.GRADING_ERROR, f"the grading job failed: "
+                                 f"{type(e).__name__}: {str(e)[:300]}", job["course"]["points"])
     finally:
         if uid is not None:
             left = sandbox.sweep(uid)
-            if left and result is not None and "review" in result:  # never in silence
-                result["review"].append(f"processes of its grading uid outlived the job and "
-                                        f"every kill (pids {left[:10]})")
+            if left and isinstance(result, Result):  # never in silence
+                result.review.append(f"processes of its grading uid outlived the job and "
+                                     f"every kill (pids {left[:10]})")
             _slots["uids"].free.put(uid)
         shutil.rmtree(scratch, ignore_errors=True)
     return result
-
-
 
 
 if __name__ == "__main__":

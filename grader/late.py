@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from grader import collect
 from grader.config import PERIODS, GradingDeadlines, values
 from grader.errors import UsageError
+from grader.model import Lateness
 
 MAX_TIMESTAMP_BYTES = 1024
 
@@ -64,24 +65,18 @@ def read_timestamp(folder: str):
 
 
 def assess(rules: dict, assignment: str, submitted: datetime | None,
-           score: float | None = None) -> dict:
-    """{timestamp, due (ISO, UTC), seconds, penalty}: how late, and what it costs (at most
-    `score`, when it is given)."""
+           score: float) -> Lateness:
+    """How late, and what it costs: never more than `score`, so no score goes below zero."""
     due = rules["due"].get(assignment)
-    found = {"timestamp": submitted and submitted.isoformat(), "due": due and due.isoformat(),
-             "seconds": 0.0, "penalty": 0.0}
+    found = Lateness(timestamp=submitted and submitted.isoformat(),
+                     due=due and due.isoformat())
     if due is None or submitted is None:
         return found
-    seconds = max((_utc(submitted) - _utc(due)).total_seconds(), 0.0)
+    found.seconds = max((_utc(submitted) - _utc(due)).total_seconds(), 0.0)
     period = PERIODS[rules["penalty"]]
-    penalty = math.ceil(seconds / period) * rules["points"] if period and seconds else 0.0
-    found.update(seconds=seconds, penalty=penalty if score is None else capped(penalty, score))
+    penalty = math.ceil(found.seconds / period) * rules["points"] if period else 0.0
+    found.penalty = min(penalty, max(score, 0.0))
     return found
-
-
-def capped(penalty: float, score: float) -> float:
-    """The penalty as it is taken: never more than the score, so no score goes below zero."""
-    return min(penalty, max(score, 0.0))
 
 
 def _utc(when: datetime) -> datetime:

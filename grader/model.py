@@ -1,12 +1,15 @@
-"""What flows between the grader's modules: the statuses a submission's row can carry.
+"""What flows between the grader's modules: a submission's Result (its Lateness with it),
+a reference solution's run, and the statuses a row can carry.
 
 A status is a str (StrEnum), so it is written to grades.csv, JSON and the feedback page as
 the words instructors read, and compares equal to them; the order below is the order a
-row lists them in (the most important first).
+row lists them in (the most important first). A Result crosses a process boundary as JSON
+(the job's own process, grader/job.py): to_json and from_json are its one encoding.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 
@@ -63,3 +66,73 @@ MEANINGS = {
     Status.FEEDBACK_PLAIN: "the feedback page could not be rendered in full and is plain "
                            "text (`detail` says why)",
 }
+
+
+@dataclass
+class Lateness:
+    """How late a submission was, and what it costs (grader/late.py): the one penalty the
+    progress line, the page, the gradebook and the exports show."""
+
+    timestamp: str | None = None  # ISO, as handed in; None: no timestamp.txt
+    due: str | None = None  # ISO, UTC; None: no due date
+    seconds: float = 0.0
+    penalty: float = 0.0  # never more than the score
+
+
+@dataclass
+class Result:
+    """One submission's grading, built up as it goes: a job's run, its verdicts, the
+    grader's own findings. `status` and `detail` are added in pairs (flag)."""
+
+    student: str
+    assignment: str
+    status: list[Status] = field(default_factory=list)
+    detail: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)  # what the instructor should read
+    cells: dict[str, float] = field(default_factory=dict)  # points per test cell
+    failed: dict[str, list[str]] = field(default_factory=dict)  # what each check found
+    seconds: float = 0.0
+    autograded: str | None = None  # the notebook as it ran
+    feedback: str | None = None  # the student's page
+    kernel_log: str = ""
+    job_log: str = ""
+    late: Lateness | None = None
+    reports: dict | None = None  # what the checks sent, until they are judged
+
+    @property
+    def score(self) -> float:
+        return sum(self.cells.values())
+
+    @property
+    def penalty(self) -> float:
+        return self.late.penalty if self.late else 0.0
+
+    def flag(self, status: Status, detail: str, *, first: bool = False) -> None:
+        """A status, once, and the detail that says why (first: ahead of the others)."""
+        if status not in self.status:
+            self.status.insert(0 if first else len(self.status), status)
+        self.detail.insert(0 if first else len(self.detail), detail)
+
+    def to_json(self, keep: tuple[str, ...] | None = None) -> dict:
+        data = asdict(self)
+        return data if keep is None else {k: data[k] for k in keep}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Result:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["status"] = [Status(s) for s in data.get("status", ())]
+        if data.get("late") is not None:
+            data["late"] = Lateness(**data["late"])
+        return cls(**data)
+
+
+@dataclass
+class ReferenceRun:
+    """An assignment's reference solution, run once per grading run: its checks' reports
+    for each submission's seeds (by the submission's job key), or why there are none."""
+
+    reports: dict[str, dict] = field(default_factory=dict)
+    problem: str | None = None
+    kernel_log: str = ""
+    job_log: str = ""

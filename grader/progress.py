@@ -7,8 +7,10 @@ import threading
 import time
 
 from grader import report
+from grader.model import Result
 
 QUIET_SECONDS = 20  # after this long without a finished submission, say what is running
+POLL_SECONDS = 5  # how often the background thread looks
 
 
 class Progress:
@@ -31,21 +33,20 @@ class Progress:
         minutes = left * (sum(self.seconds) / len(self.seconds)) / workers / 60
         return f"about {minutes:.0f} min left" if minutes >= 1 else "under a minute left"
 
-    def done(self, result: dict, model: dict | None) -> None:
+    def done(self, result: Result, model: dict | None) -> None:
         with self._lock:
             self.count += 1
             self.last = time.monotonic()
-            if result.get("seconds"):
-                self.seconds.append(result["seconds"])
-            penalty = (result.get("late") or {}).get("penalty", 0.0)  # the row's
-            score = report.fmt(sum(result["cells"].values()) - penalty) if model else "0"
+            if result.seconds:
+                self.seconds.append(result.seconds)
+            score = report.fmt(result.score - result.penalty) if model else "0"  # the row's
             total = report.fmt(model["max_score"]) if model else "0"
             width = len(str(self.total))
-            flag = "  REVIEW" if result["review"] else ""
+            flag = "  REVIEW" if result.review else ""
             print(f"[{self.count:>{width}}/{self.total}] "
-                  f"{report.escape_text(result['student']):<14} "
-                  f"{result['assignment'] or '-':<22} {score:>5}/{total:<3} "
-                  f"{report.status_text(result):<24} {result.get('seconds', 0.0):6.1f} s"
+                  f"{report.escape_text(result.student):<14} "
+                  f"{result.assignment or '-':<22} {score:>5}/{total:<3} "
+                  f"{report.status_text(result):<24} {result.seconds:6.1f} s"
                   f"{flag}  ({self.eta()})", flush=True)
 
     def watch(self, pool) -> None:
@@ -53,7 +54,7 @@ class Progress:
         self._pool = pool
 
         def loop():
-            while not self._stop.wait(5):
+            while not self._stop.wait(POLL_SECONDS):
                 running = pool.running()  # every time: it notes when each job was first seen
                 with self._lock:
                     if time.monotonic() - self.last < QUIET_SECONDS:

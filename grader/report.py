@@ -5,7 +5,7 @@ Everything a student wrote is untrusted text here, outputs and their metadata in
   sanitize_html on, after nbconvert's SanitizeHTML has dropped every output type that could
   carry script (JavaScript, SVG, widgets) and cleaned HTML and Markdown; hidden tests show as
   one line each (passed or failed, the points) and, when they failed, the course's own
-  descriptions of the failed checks (result["failed"]), never the cell's outputs; any other
+  descriptions of the failed checks (result.failed), never the cell's outputs; any other
   output that quotes a hidden test's code is removed;
 - of the student's metadata only nbgrader's cell kinds and numeric image sizes reach the
   template (it writes width and height unquoted into <img>);
@@ -39,7 +39,7 @@ import threading
 import time
 from pathlib import Path
 
-from grader.model import Status
+from grader.model import Result, Status
 from grader.paths import ROOT
 from grader.render import CSP_META
 
@@ -73,9 +73,9 @@ def csv_cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def status_text(result: dict) -> str:
-    found = [s for s in STATUS_ORDER if s in result["status"]]
-    found += [s for s in result["status"] if s not in STATUS_ORDER]
+def status_text(result: Result) -> str:
+    found = [s for s in STATUS_ORDER if s in result.status]
+    found += [s for s in result.status if s not in STATUS_ORDER]
     return "; ".join(found) if found else "ok"
 
 
@@ -139,10 +139,10 @@ def _text_of(output) -> str:
     return "\n".join(str(v) for v in output.get("data", {}).values())
 
 
-def _failed_lines(result: dict, gid: str) -> list[str]:
+def _failed_lines(result: Result, gid: str) -> list[str]:
     """The course's descriptions of the hidden checks that failed, a line each: safe to show
     (the course author wrote them), but cut."""
-    failed = (result.get("failed") or {}).get(gid) or []
+    failed = result.failed.get(gid) or []
     lines = [f"- {escape_text(str(d)).replace(chr(10), ' ')[:FAILED_CHARS]}"
              for d in failed[:FAILED_SHOWN]]
     if len(failed) > FAILED_SHOWN:
@@ -167,7 +167,7 @@ def _output_metadata(meta) -> dict:
     return kept
 
 
-def feedback_notebook(nb, result: dict, course: dict):
+def feedback_notebook(nb, result: Result, course: dict):
     """The notebook a student gets back: scores on the test cells, hidden tests reduced to
     their verdict and the course's descriptions of the checks that failed, nothing that quotes
     them, and no metadata of the student's but nbgrader's cell kinds and numeric image sizes."""
@@ -182,13 +182,13 @@ def feedback_notebook(nb, result: dict, course: dict):
         meta = cell.metadata.get("nbgrader")
         meta = {k: meta[k] for k in NBGRADER_KEYS if k in meta} if isinstance(meta, dict) else {}
         gid = meta.get("grade_id") if isinstance(meta.get("grade_id"), str) else None
-        if gid in result["cells"]:
-            meta["score"], meta["points"] = result["cells"][gid], course["points"][gid]
+        if gid in result.cells:
+            meta["score"], meta["points"] = result.cells[gid], course["points"][gid]
         cell.metadata = from_dict({"nbgrader": meta} if meta else {})
         if cell.cell_type != "code":
             continue
         if gid in course["hidden"]:
-            score, points = result["cells"][gid], course["points"][gid]
+            score, points = result.cells[gid], course["points"][gid]
             verdict = ("passed" if score == points else "failed") + \
                 f" ({fmt(score)} of {fmt(points)} points)"
             # Only the course's own words: the cell's outputs are the student's code's, and
@@ -205,8 +205,8 @@ def feedback_notebook(nb, result: dict, course: dict):
                 kept.append(new_output("stream", name="stdout", text=(
                     "[output removed by the grader: it quoted a hidden test]\n")))
                 flag = f"cell {i}: its output quoted a hidden test (removed from the feedback)"
-                if flag not in result["review"]:
-                    result["review"].append(flag)
+                if flag not in result.review:
+                    result.review.append(flag)
             else:
                 if "metadata" in out:
                     out.metadata = from_dict(_output_metadata(out.metadata))
@@ -349,9 +349,9 @@ def _render(fb: dict, resources: dict) -> tuple[str | None, str]:
     return None, f"could not be rendered ({escape_text(reply.get('error', ''))[:300]})"
 
 
-def feedback_html(nb, result: dict, course: dict, late_penalty: float = 0.0) -> str:
+def feedback_html(nb, result: Result, course: dict) -> str:
     """The student's page; the score after the late penalty, which it names, as nbgrader's
-    feedback does (`late_penalty` as grade.py's finish computed it, for the row too).
+    feedback does (result.late's, as grade.py's finish computed it for the row too).
     Rendered by a helper process within RENDER_SECONDS and RENDER_MEMORY; a plain page, said
     in result's status and detail, when it cannot be."""
     import nbformat
@@ -359,20 +359,19 @@ def feedback_html(nb, result: dict, course: dict, late_penalty: float = 0.0) -> 
     fb = feedback_notebook(nb, result, course)
     cut = cap_markdown(fb)
     if cut:
-        result.setdefault("detail", []).append(
+        result.detail.append(
             f"{cut} markdown part(s) left out of the feedback page (over {MAX_MARKDOWN:,} "
             f"characters of markdown in all)")
     fb = _clean(fb)  # plain JSON now, every string encodable
-    score, late = sum(result["cells"].values()), late_penalty
+    score, late = result.score, result.penalty
     resources = {"nbgrader": {"notebook": clean_text(str(course["notebook"])),
                               "score": score - late, "max_score": course["max_score"],
                               "late_penalty": late}}
     page, why = _render(fb, resources)
     if page is not None:
         return clean_text(page)
-    result.setdefault("status", []).append(Status.FEEDBACK_PLAIN)
-    result.setdefault("detail", []).append(f"the feedback page {why}; a plain page was written")
-    return feedback_stub(result, course, nbformat.from_dict(fb), late_penalty)
+    result.flag(Status.FEEDBACK_PLAIN, f"the feedback page {why}; a plain page was written")
+    return feedback_stub(result, course, nbformat.from_dict(fb))
 
 
 def _plain_output(out) -> str:
@@ -403,25 +402,23 @@ def _plain_cells(fb) -> str:
     return "\n".join(parts)
 
 
-def feedback_stub(result: dict, course: dict | None = None, fb=None,
-                  late_penalty: float = 0.0) -> str:
+def feedback_stub(result: Result, course: dict | None = None, fb=None) -> str:
     """Feedback in plain HTML, everything escaped: why the submission could not be run (score
     0), or, with the course, the score and each test cell's verdict, and with the feedback
     notebook (feedback_notebook's) its cells as text, when its page could not be rendered."""
-    title = html.escape(escape_text(result["assignment"] or "Submission"))
-    detail = "<br>".join(html.escape(escape_text(d)) for d in result["detail"])
+    title = html.escape(escape_text(result.assignment or "Submission"))
+    detail = "<br>".join(html.escape(escape_text(d)) for d in result.detail)
     parts = [f"<h1>{title}: {html.escape(escape_text(status_text(result)))}</h1>",
              f"<p>{detail}</p>"]
     if course is None:
         parts.append("<p>Score: 0</p>")
     else:
-        score = sum(result["cells"].values())
-        late = late_penalty
+        score, late = result.score, result.penalty
         parts.append(f"<p>Score: {fmt(score - late)} / {fmt(course['max_score'])}"
                      + (f" (late submission penalty: -{fmt(late)})" if late > 0 else "")
                      + "</p>")
         parts.append("<ul>" + "".join(
-            f"<li>{html.escape(escape_text(gid))}: {fmt(result['cells'].get(gid, 0.0))} of "
+            f"<li>{html.escape(escape_text(gid))}: {fmt(result.cells.get(gid, 0.0))} of "
             f"{fmt(points)} points</li>" for gid, points in course["points"].items()) + "</ul>")
     if fb is not None:
         parts.append(_plain_cells(fb))

@@ -18,6 +18,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from grader import report
+from grader.model import Result, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,9 +71,8 @@ def submission(*extra) -> nbformat.NotebookNode:
     return new_notebook(cells=cells + list(extra), metadata={"kernelspec": KERNELSPEC})
 
 
-def result(**more) -> dict:
-    return {"student": "ada", "assignment": "squares", "status": [], "detail": [],
-            "review": [], "cells": {"ex1-visible": 1.0, "ex1-hidden": 0.0}, **more}
+def result(**more) -> Result:
+    return Result("ada", "squares", **{"cells": {"ex1-visible": 1.0, "ex1-hidden": 0.0}, **more})
 
 
 class Tags(HTMLParser):
@@ -137,12 +137,12 @@ def test_a_normal_page_keeps_score_cells_and_verdicts():
     csp = [a for a in tags.attrs("meta") if a.get("http-equiv") == "Content-Security-Policy"]
     assert csp and "default-src 'none'" in csp[0]["content"]
     assert "script-src" not in csp[0]["content"] and not tags.attrs("script")
-    assert res["status"] == [] and res["detail"] == []
+    assert res.status == [] and res.detail == []
 
 
 def test_the_stub_of_an_unrunnable_submission_is_unchanged():
-    res = {"student": "bo", "assignment": "squares", "status": ["invalid notebook"],
-           "detail": ["not JSON <script>x</script>"], "review": [], "cells": {}}
+    res = Result("bo", "squares", status=[Status.INVALID_NOTEBOOK],
+                 detail=["not JSON <script>x</script>"])
     stub = report.feedback_stub(res)
     assert "Score: 0" in stub and "invalid notebook" in stub
     assert "&lt;script&gt;" in stub and "<script" not in stub
@@ -247,10 +247,10 @@ def test_280k_of_nested_brackets_are_cut_not_rendered_for_minutes():
     page = page_of(new_markdown_cell(nested_brackets(280_000)),
                    new_markdown_cell("Course text after it"), res=res)
     assert time.monotonic() - start < 90
-    assert "feedback plain" not in res["status"]
+    assert "feedback plain" not in res.status
     assert "cut by the grader" in page and "Course text after it" in page
     assert "[[][[]" not in page
-    assert any("1 markdown part(s) left out" in d for d in res["detail"]), res["detail"]
+    assert any("1 markdown part(s) left out" in d for d in res.detail), res.detail
 
 
 def test_markdown_that_renders_too_long_gives_a_plain_page(monkeypatch):
@@ -260,9 +260,9 @@ def test_markdown_that_renders_too_long_gives_a_plain_page(monkeypatch):
     start = time.monotonic()
     page = page_of(new_markdown_cell(nested_brackets(190_000)), res=res)
     assert time.monotonic() - start < 40
-    assert "feedback plain" in res["status"]
+    assert "feedback plain" in res.status
     assert "the feedback page could not be rendered in 10 s; a plain page was written" in \
-        res["detail"]
+        res.detail
     assert report.status_text(res) == "feedback plain"
     tags = Tags(page)
     assert "Score: 1 / 3" in page and "ex1-hidden: 0 of 2 points" in page
@@ -274,7 +274,7 @@ def test_markdown_that_renders_too_long_gives_a_plain_page(monkeypatch):
     assert not report._idle, "the helper that overran was killed, not kept"
     again = result()
     assert "squares (Score: 1.0 / 3.0)" in page_of(res=again)  # a fresh helper renders again
-    assert again["status"] == []
+    assert again.status == []
 
 
 def test_huge_markdown_is_cut_before_rendering():
@@ -285,8 +285,8 @@ def test_huge_markdown_is_cut_before_rendering():
     page = page_of(new_markdown_cell(big), out, new_markdown_cell("Still here"), res=res)
     assert len(page) < 1_000_000
     assert page.count("cut by the grader") == 2 and "Still here" in page
-    assert "feedback plain" not in res["status"]
-    assert any("2 markdown part(s) left out" in d for d in res["detail"])
+    assert "feedback plain" not in res.status
+    assert any("2 markdown part(s) left out" in d for d in res.detail)
 
 
 def test_a_page_over_the_memory_limit_gives_a_plain_page(monkeypatch):
@@ -297,9 +297,9 @@ def test_a_page_over_the_memory_limit_gives_a_plain_page(monkeypatch):
     flood = new_code_cell("print(...)", outputs=[
         new_output("stream", name="stdout", text=f"line {i:03} " * 20_000) for i in range(200)])
     page = page_of(flood, res=res)
-    assert "feedback plain" in res["status"]
+    assert "feedback plain" in res.status
     assert any(d.startswith("the feedback page could not be rendered") and "memory" in d
-               and d.endswith("a plain page was written") for d in res["detail"]), res["detail"]
+               and d.endswith("a plain page was written") for d in res.detail), res.detail
     assert "Score: 1 / 3" in page and len(page) < 1_000_000
     assert "[the rest of the notebook was cut by the grader]" in page or \
         "[cut by the grader]" in page
@@ -318,9 +318,9 @@ def test_lone_surrogates_render_and_encode(tmp_path):
     page = page_of(*cells, res=res)
     (tmp_path / "page.html").write_text(page, encoding="utf-8")
     assert "bad \ufffd text" in page and "broken \ufffd markdown" in page
-    assert res["status"] == []
-    res["assignment"] = "sq\ud800"
-    res["detail"].append("odd \udfff")
+    assert res.status == []
+    res.assignment = "sq\ud800"
+    res.detail.append("odd \udfff")
     stub = report.feedback_stub(res, COURSE, submission(*cells))
     (tmp_path / "stub.html").write_text(stub, encoding="utf-8")
     (tmp_path / "stub0.html").write_text(report.feedback_stub(res), encoding="utf-8")

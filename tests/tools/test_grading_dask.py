@@ -34,6 +34,7 @@ from dask.utils import parse_bytes
 
 from grader import cluster
 from grader.errors import UsageError
+from grader.model import Result, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "exercises" / "README.md"
@@ -302,8 +303,8 @@ def test_a_cluster_that_cannot_import_this_grader_stops_the_run_in_one_sentence(
 # all_failed_message: grade.py exits non-zero with it when no job could grade anything
 
 
-def result(status: list[str], detail: list[str]) -> dict:
-    return {"student": "s", "assignment": "a", "status": status, "detail": detail}
+def result(status: list[str], detail: list[str]) -> Result:
+    return Result("s", "a", status=[Status(s) for s in status if s != "ok"], detail=detail)
 
 
 def test_every_job_failed_is_one_line_with_the_most_common_reason():

@@ -17,6 +17,7 @@ import pytest
 
 from grader import audit, collect, report, restore
 from grader.course import seed
+from grader.model import Result
 from grader.paths import DEFAULT_COURSE
 
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
@@ -265,7 +266,7 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
              "points": {restore.grade_id(c): float(c.metadata.nbgrader.get("points", 0))
                         for c in course["cells"] if (c.metadata.get("nbgrader") or {}).get(
                             "grade")}}
-    result = {"cells": dict.fromkeys(model["points"], 0.0), "review": []}
+    result = Result("ada", "lazy-init-pytorch", cells=dict.fromkeys(model["points"], 0.0))
     page = report.feedback_html(nb, result, model)
     parser = Live()
     parser.feed(page)
@@ -273,7 +274,7 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
     assert "secret printout" not in page, "printed while a hidden test ran"
     assert "Hidden tests failed (0 of 2 points)" in page
     assert quoting not in page and "quoted a hidden test" in page
-    assert any("quoted a hidden test" in r for r in result["review"])
+    assert any("quoted a hidden test" in r for r in result.review)
     assert json.dumps(source_hidden.source[-80:])[1:-1] not in page
 
 
@@ -292,17 +293,18 @@ def test_progress_says_what_runs_and_how_long_is_left(monkeypatch, capsys):
         def workers(self):
             return 2
 
-    monkeypatch.setattr(progress, "QUIET_SECONDS", 3)
+    monkeypatch.setattr(progress, "QUIET_SECONDS", 0.2)
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.05)
     shown = progress.Progress(5)
     shown.watch(Pool())
-    result = {"student": "ada", "assignment": "a", "cells": {"x": 2.0}, "review": [],
-              "status": [], "seconds": 60.0}
-    shown.done(result, {"max_score": 2.0})
+    shown.done(Result("ada", "a", cells={"x": 2.0}, seconds=60.0), {"max_score": 2.0})
     assert "(about 2 min left)" in capsys.readouterr().out  # 4 left x 60 s / 2 workers
-    time.sleep(6)
+    said, deadline = "", time.monotonic() + 30
+    while "running:" not in said and time.monotonic() < deadline:  # after QUIET_SECONDS
+        time.sleep(0.05)
+        said += capsys.readouterr().out
     shown.stop()
-    assert "grade: 1/5 done; running: eve/lazy-init-pytorch (42 s); about 2 min left" in \
-        capsys.readouterr().out
+    assert "grade: 1/5 done; running: eve/lazy-init-pytorch (42 s); about 2 min left" in said
 
 
 def test_processes_that_outlive_the_sweep_reach_the_review_column(monkeypatch):
@@ -320,8 +322,8 @@ def test_processes_that_outlive_the_sweep_reach_the_review_column(monkeypatch):
     one = {"student": "ada", "assignment": "a", "course": {"points": {}},
            "sandbox": {"bwrap": "/usr/bin/bwrap", "uid_base": 4242}}
     result = job.run_on_worker(one)
-    assert result["review"] == ["processes of its grading uid outlived the job and every "
-                                "kill (pids [31337])"]
+    assert result.review == ["processes of its grading uid outlived the job and every "
+                             "kill (pids [31337])"]
     assert slots.free.get_nowait() == 4242, "the uid goes back to the worker's slots"
 
 

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 
 from grader import report
-from grader.model import MEANINGS, Status
+from grader.model import MEANINGS, Lateness, Result, Status
 from grader.paths import ROOT
 
 # String constants that happen to read like a status but are none (file, text: count).
@@ -36,9 +36,10 @@ def test_every_status_has_its_meaning_in_the_guide():
 
 def test_a_status_is_written_as_its_words():
     """grades.csv and JSON get the words, not the enum's name."""
-    row = {"status": [Status.GRADING_ERROR, Status.UNSANDBOXED]}
+    row = Result("ada", "a", status=[Status.GRADING_ERROR, Status.UNSANDBOXED])
     assert report.status_text(row) == "unsandboxed; grading error"
-    assert json.loads(json.dumps(row)) == {"status": ["grading error", "unsandboxed"]}
+    assert json.loads(json.dumps(row.to_json(("status",)))) == {
+        "status": ["grading error", "unsandboxed"]}
     out = io.StringIO()
     csv.writer(out).writerow([report.csv_cell(Status.KERNEL_DIED)])
     assert out.getvalue().strip() == "kernel died"
@@ -54,3 +55,18 @@ def test_no_module_spells_a_status_by_hand():
             if isinstance(node, ast.Constant) and node.value in words:
                 found[(path.name, node.value)] += 1
     assert dict(found) == NOT_STATUSES
+
+
+def test_a_result_survives_its_json_as_it_was():
+    """The job's own process sends its Result as JSON; what arrives is the same Result."""
+    sent = Result("ada", "a", cells={"ex1-hidden": 2.0}, failed={"ex1-hidden": ["why"]},
+                  late=Lateness("2026-12-01T19:30:00+00:00", "2026-12-01T17:00:00+00:00",
+                                9000.0, 3.0), seconds=1.5)
+    sent.flag(Status.TESTS_RESTORED, "restored test cells: ex1")
+    sent.flag(Status.TESTS_RESTORED, "restored test cells: ex2")  # one status, two details
+    sent.flag(Status.UNSANDBOXED, "graded without the sandbox", first=True)
+    back = Result.from_json(json.loads(json.dumps(sent.to_json())))
+    assert back == sent
+    assert back.status == [Status.UNSANDBOXED, Status.TESTS_RESTORED]
+    assert back.detail[0] == "graded without the sandbox" and len(back.detail) == 3
+    assert back.score == 2.0 and back.penalty == 3.0
