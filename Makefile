@@ -3,6 +3,8 @@
 #   make book                 the chapter as one page, framework tabs -> build/book/index.html
 #   make test                 every test suite, each in its env, plus lint and clean-notebook checks
 #   make setup                build the envs under .venvs/              (FRAMEWORKS="pytorch jax")
+#                             prints a line per env first: build, rebuild or up to date, and why
+#                             (DRY_RUN=1: only that plan, nothing changed)
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
@@ -25,8 +27,15 @@ TOOLS := .venvs/tools/bin
 help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
 
+# DRY_RUN=1 shows set-up's plan and changes nothing; every other target needs what it builds.
+DRY_RUN ?=
+ifneq ($(DRY_RUN),)
+ifneq ($(filter-out setup help,$(MAKECMDGOALS)),)
+$(error DRY_RUN=1 is for `make setup` alone (the other targets need the envs it builds))
+endif
+endif
 setup:
-	@$(PYTHON) ci/setup_envs.py $(FRAMEWORKS)
+	@$(PYTHON) ci/setup_envs.py $(if $(DRY_RUN),--dry-run) $(FRAMEWORKS)
 
 run-all: setup
 	@$(TOOLS)/python ci/run_all.py --jobs $(JOBS) $(NOTEBOOKS)
