@@ -2,6 +2,8 @@
 #   make run-all              execute the four chapter notebooks       (NOTEBOOKS=..., JOBS=N)
 #   make book                 the chapter as one page, framework tabs -> build/book/index.html
 #   make test                 every test suite, each in its env, plus lint and clean-notebook checks
+#                             (installs Debian's chromium with apt-get for the browser tests;
+#                             SKIP_BROWSER=1: no install, those tests skip)
 #   make setup                build the envs under .venvs/              (FRAMEWORKS="pytorch jax")
 #                             prints a line per env first: build, rebuild or up to date, and why
 #                             (DRY_RUN=1: only that plan, nothing changed)

@@ -1,7 +1,9 @@
-"""`make help` lists every target a person can type, and every target it lists exists."""
+"""`make help` lists every target a person can type, and every target it lists exists; the
+browser install `make test` runs says what it installs and how to skip it before it does."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -20,3 +22,39 @@ def test_make_help_lists_every_target():
     listed |= set(re.findall(r"^\s*make [a-z-]+ / ([a-z-]+)", shown, re.M))
     assert targets <= listed, f"not in make help: {sorted(targets - listed)}"
     assert listed <= targets, f"listed but missing: {listed - targets}"
+
+
+INSTALLER = ROOT / "ci" / "install_browser.sh"
+
+
+def fake_apt(tmp_path: Path) -> tuple[dict, Path]:
+    """An environment in which the installer finds no browser, is root, and whose apt-get
+    only writes down how it was called."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "apt-get-calls"
+    bin_dir.mkdir()
+    for name, body in {"apt-get": f'echo "$*" >> {calls}', "id": "echo 0"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "D2L_CHROMIUM": str(tmp_path / "no-chromium")}
+    env.pop("SKIP_BROWSER", None)
+    return env, calls
+
+
+def test_the_browser_install_says_what_it_installs_and_how_to_skip_it_first(tmp_path):
+    env, calls = fake_apt(tmp_path)
+    out = subprocess.run(["bash", str(INSTALLER)], env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert "installing Debian's chromium and fonts-dejavu-core with apt-get (as root" in out[0]
+    assert out[0].endswith("to skip it: SKIP_BROWSER=1 make test")
+    assert calls.read_text().splitlines()[-1].endswith("chromium fonts-dejavu-core")
+
+
+def test_skip_browser_installs_nothing_and_is_the_reason_the_browser_tests_give(tmp_path):
+    env, calls = fake_apt(tmp_path)
+    out = subprocess.run(["bash", str(INSTALLER)], env={**env, "SKIP_BROWSER": "1"},
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    # test_lab.py and test_book.py run the installer when the browser is missing and skip
+    # with its last line
+    assert out[-1].startswith("install_browser: SKIP_BROWSER=1: chromium not installed")
+    assert not calls.exists()
