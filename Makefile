@@ -11,7 +11,9 @@
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
 #                             (LAB_ARGS="--no-browser --port 8899", LAB_FRESH=1: fresh copies)
-#   make bench                benchmarks -> build/bench.json       (BENCH=verdicts,grading)
+#   make bench                benchmarks -> build/bench.json: by default the quick four (run-all,
+#                             overhead, shapes, book; ~7 min on 2 cores); the whole-class, set-up
+#                             and apply-init ones when named (BENCH=grading,cluster; BENCH=all)
 #   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
 #   make lint                 ruff over the code and the notebooks' code cells
 #   make clean-notebooks      strip outputs from the notebooks before a commit (nbstripout)
