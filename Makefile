@@ -2,12 +2,18 @@
 #   make run-all              execute the four chapter notebooks       (NOTEBOOKS=..., JOBS=N)
 #   make book                 the chapter as one page, framework tabs -> build/book/index.html
 #   make test                 every test suite, each in its env, plus lint and clean-notebook checks
+#                             (installs Debian's chromium with apt-get for the browser tests;
+#                             SKIP_BROWSER=1: no install, those tests skip)
 #   make setup                build the envs under .venvs/              (FRAMEWORKS="pytorch jax")
+#                             prints a line per env first: build, rebuild or up to date, and why
+#                             (DRY_RUN=1: only that plan, nothing changed)
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
 #                             (LAB_ARGS="--no-browser --port 8899", LAB_FRESH=1: fresh copies)
-#   make bench                benchmarks -> build/bench.json       (BENCH=verdicts,grading)
+#   make bench                benchmarks -> build/bench.json: by default the quick four (run-all,
+#                             overhead, shapes, book; ~7 min on 2 cores); the whole-class, set-up
+#                             and apply-init ones when named (BENCH=grading,cluster; BENCH=all)
 #   make test-colab           the notebooks and claim tests on Colab's versions (not in `make test`)
 #   make lint                 ruff over the code and the notebooks' code cells
 #   make clean-notebooks      strip outputs from the notebooks before a commit (nbstripout)
@@ -25,8 +31,15 @@ TOOLS := .venvs/tools/bin
 help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
 
+# DRY_RUN=1 shows set-up's plan and changes nothing; every other target needs what it builds.
+DRY_RUN ?=
+ifneq ($(DRY_RUN),)
+ifneq ($(filter-out setup help,$(MAKECMDGOALS)),)
+$(error DRY_RUN=1 is for `make setup` alone (the other targets need the envs it builds))
+endif
+endif
 setup:
-	@$(PYTHON) ci/setup_envs.py $(FRAMEWORKS)
+	@$(PYTHON) ci/setup_envs.py $(if $(DRY_RUN),--dry-run) $(FRAMEWORKS)
 
 run-all: setup
 	@$(TOOLS)/python ci/run_all.py --jobs $(JOBS) $(NOTEBOOKS)

@@ -1,23 +1,39 @@
 """Benchmarks of what users wait for, each as a ratio against a baseline timed in the same run.
 
-Usage (from the tools env): python ci/bench.py [--only run-all,grading,sandbox,...]
+Usage (from the tools env): python ci/bench.py [--only NAME,...|all]
+(`make bench`, `make bench BENCH=grading,cluster`, `make bench BENCH=all`)
 
-  run-all     `make run-all` (default JOBS) vs the same notebooks one by one with
+By default the quick four, about 7 minutes on this project's 2-core machines: run-all,
+overhead, shapes, book. The others only when named: each grades a whole class two to four
+times, builds every env from scratch, or starts 48 framework processes (all ten: about 45
+minutes). The minutes are estimates from the times each part measures (its own figures in
+earlier runs, and the per-process times below); each run writes what every part took
+("bench_s" in build/bench.json, and the last line).
+
+  default:
+  run-all     (~2 min) `make run-all` (default JOBS) vs the same notebooks one by one with
               `jupyter nbconvert --execute`; floor: each framework's import + kernel start
-  grading     `make grade` JOBS=2 vs JOBS=1, 8 students x 4 frameworks, grades compared
-  sandbox     the sample class graded (JOBS=2) by today's grader vs the grader before the
-              bubblewrap sandbox (commit SANDBOX_BASELINE, from a git worktree)
-  overhead    one submission graded on a warm worker (JOBS=1) vs the floor: the same
-              notebook executed by nbclient in a fresh sandboxed kernel, nothing else
-  cluster     the grading class on a Dask cluster on loopback (`dask scheduler`, two
-              `dask worker`s) vs the default path (a local cluster, JOBS=2)
-  apply-init  d2l_shim's apply_init vs the book's plain dry run, dummy batches 1/64/4096
-  setup       `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
-  shapes      sizing a 10.7e9-parameter model without memory vs eagerly creating one 100x
-              smaller, per framework (ci/bench_shapes.py)
-  book        `make book` with nothing changed vs a cold build (every notebook executed,
-              the site rendered), in a temporary build folder; then after one markdown
-              cell's edit: how many notebooks it executed (target 0) and its time
+  overhead    (~1.5 min) one submission graded on a warm worker (JOBS=1) vs the floor: the
+              same notebook executed by nbclient in a fresh sandboxed kernel, nothing else
+  shapes      (~1 min) sizing a 10.7e9-parameter model without memory vs eagerly creating
+              one 100x smaller, per framework (ci/bench_shapes.py; 8 processes)
+  book        (~2 min) `make book` with nothing changed vs a cold build (every notebook
+              executed, the site rendered), in a temporary build folder; then after one
+              markdown cell's edit: how many notebooks it executed (target 0) and its time
+
+  on request:
+  apply-init  (~5 min) d2l_shim's apply_init vs the book's plain dry run, dummy batches
+              1/64/4096: 48 processes, 2-10 s each (framework import included)
+  grading     (~9 min) `make grade` JOBS=2 vs JOBS=1, 8 students x 4 frameworks, grades
+              compared, best of two (about 95 s and 155 s a run)
+  sandbox     (~9 min) the sample class graded (JOBS=2) by today's grader vs the grader
+              before the bubblewrap sandbox (commit SANDBOX_BASELINE, from a git worktree),
+              best of two
+  verdicts    (~9 min) the sample class graded by today's grader vs the one whose verdicts
+              came from the student's kernel (VERDICTS_BASELINE), best of two
+  cluster     (~4 min) the grading class on a Dask cluster on loopback (`dask scheduler`, two
+              `dask worker`s) vs the default path (a local cluster, JOBS=2), best of two
+  setup       (~2 min) `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
 
 These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
 on the same machine, and nothing here is asserted in a test. Writes build/bench.json and a
@@ -513,23 +529,54 @@ def plot(results: dict) -> None:
     fig.savefig(BUILD / "bench.png", dpi=120)
 
 
+# Every part, and whether `make bench` runs it without being named (the docstring says why).
+PARTS = {"run-all": bench_run_all, "overhead": bench_overhead, "shapes": bench_shapes,
+         "book": bench_book, "apply-init": bench_apply_init, "grading": bench_grading,
+         "sandbox": bench_sandbox, "verdicts": bench_verdicts, "cluster": bench_cluster,
+         "setup": bench_setup}
+DEFAULT = ("run-all", "overhead", "shapes", "book")
+
+
+class UsageError(Exception):
+    pass
+
+
+def chosen_parts(only: str | None) -> list[str]:
+    """The parts --only names (comma-separated; 'all': every one; none: DEFAULT), in that
+    order. An unknown name is a UsageError that lists the names."""
+    if not only:
+        return list(DEFAULT)
+    if only.strip() == "all":
+        return list(PARTS)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PARTS]
+    if unknown or not names:
+        raise UsageError(
+            f"{'unknown benchmark ' + ', '.join(unknown) if unknown else 'no benchmark named'}"
+            f". The names: {', '.join(DEFAULT)} (run by default); "
+            f"{', '.join(n for n in PARTS if n not in DEFAULT)} (only when named); all "
+            "(every one). E.g. make bench BENCH=grading,cluster")
+    return list(dict.fromkeys(names))
+
+
 def main() -> int:
-    parts = {"run-all": bench_run_all, "grading": bench_grading, "sandbox": bench_sandbox,
-             "overhead": bench_overhead, "cluster": bench_cluster, "verdicts": bench_verdicts,
-             "apply-init": bench_apply_init, "setup": bench_setup, "shapes": bench_shapes,
-             "book": bench_book}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(parts), help=",".join(parts))
+    parser.add_argument("--only", help=f"NAME,... or all; default: {','.join(DEFAULT)}; "
+                                       f"names: {','.join(PARTS)}")
     args = parser.parse_args()
-    chosen = args.only.split(",")
-    unknown = set(chosen) - set(parts)
-    if unknown:
-        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {','.join(parts)}")
+    try:
+        chosen = chosen_parts(args.only)
+    except UsageError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
     BUILD.mkdir(exist_ok=True)
     results = {}
+    start = time.monotonic()
     for name in chosen:
         print(f"bench: {name} ...", flush=True)
-        results[name] = parts[name]()
+        began = time.monotonic()
+        results[name] = {**PARTS[name](), "bench_s": round(time.monotonic() - began, 1)}
+        print(f"bench: {name} took {results[name]['bench_s']:.0f} s", flush=True)
     (BUILD / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results)
     print(f"\n{'benchmark':<34}{'result':>22}  {'target':<14}met")
@@ -587,7 +634,9 @@ def main() -> int:
         print(f"{'shapes ' + r['framework'] + ' 10.7e9 vs 1.07e8 eager':<34}"
               f"{r['time_ratio']:>21.3f}x  {'< 1 s':<14}{r['met']}  ({a['seconds']} s, "
               f"+{a['peak_mb_added']} MB vs {e['seconds']} s, +{e['peak_mb_added']} MB)")
-    print(f"\nbench: wrote {BUILD / 'bench.json'} and {BUILD / 'bench.png'}")
+    print(f"\nbench: {', '.join(chosen)} in {(time.monotonic() - start) / 60:.1f} min ("
+          + ", ".join(f"{n} {results[n]['bench_s']:.0f} s" for n in chosen)
+          + f"); wrote {BUILD / 'bench.json'} and {BUILD / 'bench.png'}")
     return 0
 
 

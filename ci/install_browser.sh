@@ -4,13 +4,24 @@
 # Never downloads a browser build (no `playwright install`): only the distribution package.
 # When it cannot install (not root, no apt-get, no network), it says why on one line and
 # exits 0, so the browser test skips with that reason instead of failing the whole run.
+# Before installing it says what and how to skip it: SKIP_BROWSER=1 (`SKIP_BROWSER=1 make
+# test`) installs nothing, and the browser tests, which run this script themselves when the
+# browser is missing, skip with that reason (its last line).
 set -uo pipefail
 
-BROWSER=/usr/bin/chromium
+BROWSER=${D2L_CHROMIUM:-/usr/bin/chromium}  # D2L_CHROMIUM: tests only
 if [[ -x "$BROWSER" ]]; then
     echo "install_browser: $BROWSER already present, nothing to do"
     exit 0
 fi
+if [[ -n "${SKIP_BROWSER:-}" ]]; then
+    echo "install_browser: SKIP_BROWSER=$SKIP_BROWSER: chromium not installed; the browser tests" \
+         "(tests/tools/test_lab.py, test_book.py, test_feedback_page.py) are skipped"
+    exit 0
+fi
+echo "install_browser: $BROWSER is missing: installing Debian's chromium and fonts-dejavu-core" \
+     "with apt-get (as root, or with sudo) for the browser tests (tests/tools/test_lab.py," \
+     "test_book.py, test_feedback_page.py); to skip it: SKIP_BROWSER=1 make test"
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "install_browser: cannot install chromium: no apt-get on this system (not Debian/Ubuntu);" \
          "the JupyterLab browser test will be skipped"
@@ -30,7 +41,10 @@ fi
 # provide /usr/bin/chromium and is caught by the final check below.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-echo "install_browser: installing Debian's chromium with apt-get (once; takes a minute)"
+how="as root"
+[[ ${#SUDO[@]} -gt 0 ]] && how="with sudo"
+echo "install_browser: running apt-get update and apt-get install chromium fonts-dejavu-core" \
+     "$how (once; takes a minute)"
 if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1; then
     echo "install_browser: cannot install chromium: 'apt-get update' failed (no network?):" \
          "$(grep -m1 -iE 'err|fail|could not' "$log" || tail -n1 "$log")"
