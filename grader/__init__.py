@@ -3,9 +3,13 @@
 An instructor's tool, run as `make release`, `make grade` and `make export`
 (python -m grader). One module per responsibility:
 
+  config    every setting, with its help and default (`python -m grader config`)
+  model     what flows between the modules: Result, Lateness, ReferenceRun, Status
+  errors    UsageError, the one error printed as a message
+  paths     where the checkout, the course and the gradebook are
   course    the course folder, its nbgrader configuration, the release, the gradebook's view
   collect   finding the submissions, as untrusted files
-  grade     a grading run: the jobs on a cluster, then artifacts, gradebook and CSV
+  grade     a grading run: discover, plan, run on a cluster, record, report
   cluster   where jobs run: a local Dask cluster, or any Dask scheduler
   progress  what the instructor sees while a class is graded
   gradebook the class's record: scores in nbgrader's gradebook, the rest beside it; CSV rows
@@ -19,7 +23,8 @@ An instructor's tool, run as `make release`, `make grade` and `make export`
   audit     the static audit of the student's code (the `review` column)
   execute   nbclient, hardened: verdicts, output cap, dead and stubborn kernels, the guard
   kernel_guard  the checks run inside the kernel between cells
-  sandbox   bubblewrap: the kernel's launcher, its probe, the sweep after a job
+  sandbox   bubblewrap (a package): finding it, the kernel's launcher, a uid per job
+            slot and the sweep after a job, the probe before grading
   report    feedback pages, grades.csv and terminal text, all escaped
 """
 

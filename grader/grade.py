@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from grader import cluster, collect, gradebook, late, progress, report, sandbox
@@ -143,8 +144,43 @@ def write_artifacts(build: Path, r: Result, model: dict) -> None:
         "every check agreed with the reference\n", encoding="utf-8")
 
 
+@dataclass
+class Run:
+    """What a grading run knows before any job starts (discover and plan)."""
+
+    course: Path
+    submissions: Path
+    build: Path
+    settings: dict  # grader/config.py's grading_settings
+    rules: dict  # the deadlines (grader/late.py)
+    model: dict  # the course model (grader/course.py)
+    items: list[dict]  # the submissions found (grader/collect.py)
+    kernels: dict
+    box: dict  # the sandbox (plan_sandbox)
+    secret: bytes
+
+
 def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: bool = False,
           students: list[str] | None = None, scheduler: str | None = None) -> int:
+    """discover -> plan -> run -> record -> report."""
+    run = discover(course, submissions, build, unsandboxed, students)
+    verdicts = Verdicts(run)
+    planned = plan_jobs(run, verdicts.finish)
+    wall, where = run_jobs(run, planned, verdicts, jobs, scheduler)
+    rows = record(run, verdicts.results)
+    graded = {(r.student, r.assignment) for r in verdicts.results}
+    summary([r for r in rows if (r["student"], r["assignment"]) in graded], len(rows), wall,
+            where, build, run.box)
+    failed = cluster.all_failed_message(verdicts.results)
+    if failed:
+        print(failed, flush=True)
+        return 1
+    return 0
+
+
+def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
+             students: list[str] | None) -> Run:
+    """The course, its settings, the submissions to grade and the sandbox to grade them in."""
     build.mkdir(parents=True, exist_ok=True)
     ensure_release(course, build)
     cfg = load_config(course, build)
@@ -166,119 +202,134 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     hidden = sorted({str(ROOT), str(build.resolve()), str(submissions.resolve()),
                      str(course.resolve())})
     box = plan_sandbox(settings, kernels, hidden, build, unsandboxed)
-    secret = grading_secret(build)
     print(f"grade: {len(items)} submission(s); limits: {limits['cell_timeout']} s per cell, "
           f"{limits['memory_mb']} MB per process, {limits['max_output_chars']} characters of "
           f"output per cell, {limits['submission_timeout']} s per submission", flush=True)
     print(f"grade: sandbox: {box['description']}", flush=True)
+    return Run(course, submissions, build, settings, rules, model, items, kernels, box,
+               grading_secret(build))
 
-    gradebook_file = build / "gradebook.db"
-    snapshot = gradebook_file.read_bytes()  # what it must still be when the jobs are done
-    start = time.monotonic()
-    results: list[Result] = []
-    shown = progress.Progress(len(items))
 
-    def finish(item: dict, result: Result) -> None:
-        m = model.get(result.assignment)
-        if m:
-            result.cells = clamp_cells(result, m["points"])
-            # the one computation of the penalty: the progress line, the page, the gradebook
-            # (hence grades.csv and the exports) all show this number
-            result.late = late.assess(rules, result.assignment, item.get("timestamp"),
-                                      result.score)
-            if item.get("timestamp_problem"):
-                result.detail.append(item["timestamp_problem"])
-        if box["bwrap"] is None and Status.UNSANDBOXED not in result.status:
-            result.flag(Status.UNSANDBOXED, "graded without the sandbox, as asked", first=True)
-        results.append(result)
-        shown.done(result, m)
+class Verdicts:
+    """The results as the jobs end: a student's run is judged once its assignment's
+    reference run is in (until then it waits), then finished: its cells clamped to the
+    gradebook's points, its one late penalty, its flags."""
 
-    planned = plan_jobs(items, model, kernels, limits, secret, box, settings, finish)
-    references = reference_jobs(planned, model, kernels, limits, box, settings)
-    expected: dict[str, dict] = {}  # assignment -> the reference's run, once it is in
-    waiting: dict[str, list] = {}  # assignment -> (item, result) that ran before it
-    items_by_key = {key: item for key, _, item, _ in planned}
-    pool = cluster.Pool(jobs, scheduler, settings["timeouts"])
-    print(f"grade: running on {pool.where}", flush=True)
+    def __init__(self, run: Run):
+        self.run = run
+        self.results: list[Result] = []
+        self.expected: dict[str, ReferenceRun] = {}  # assignment -> its reference run
+        self.waiting: dict[str, list] = {}  # assignment -> (item, result) that ran before it
+        self.items: dict[str, dict] = {}  # job key -> its submission
+        self.shown = progress.Progress(len(run.items))
 
-    def judged(item: dict, result: Result) -> None:
-        ref = expected[item["assignment"]]
-        m = model[item["assignment"]]
-        if ref.problem:
-            result = zero_result(item, Status.GRADING_ERROR, ref.problem, m["points"])
-        else:
-            result = job_judge(result, course_part(m), ref.reports[item["key"]])
-        finish(item, result)
-
-    def done(key: str, result) -> None:
+    def done(self, key: str, result) -> None:
+        """What a job returned (or the exception its worker died of)."""
         if key.startswith("reference-"):
             name = key.removeprefix("reference-")
-            expected[name] = reference_result(name, result)
-            for item, waited in waiting.pop(name, []):
-                judged(item, waited)
+            self.expected[name] = reference_result(name, result)
+            for item, waited in self.waiting.pop(name, []):
+                self.judged(item, waited)
             return
-        item = items_by_key[key]
+        item = self.items[key]
         if isinstance(result, Exception):  # a worker died too often, or a bug of ours
             why = ("the worker grading it died, each time it was tried (a worker is "
                    f"restarted when it passes {cluster.MEMORY_LIMIT})"
                    if type(result).__name__ == "KilledWorker" else
                    f"{type(result).__name__}: {str(result)[:200]}")
-            finish(item, zero_result(item, Status.GRADING_ERROR, why,
-                                     model[item["assignment"]]["points"]))
-        elif item["assignment"] in expected:
-            judged(item, result)
+            self.finish(item, zero_result(item, Status.GRADING_ERROR, why,
+                                          self.run.model[item["assignment"]]["points"]))
+        elif item["assignment"] in self.expected:
+            self.judged(item, result)
         else:
-            waiting.setdefault(item["assignment"], []).append((item, result))
+            self.waiting.setdefault(item["assignment"], []).append((item, result))
 
+    def judged(self, item: dict, result: Result) -> None:
+        ref = self.expected[item["assignment"]]
+        m = self.run.model[item["assignment"]]
+        if ref.problem:
+            result = zero_result(item, Status.GRADING_ERROR, ref.problem, m["points"])
+        else:
+            result = job_judge(result, course_part(m), ref.reports[item["key"]])
+        self.finish(item, result)
+
+    def finish(self, item: dict, result: Result) -> None:
+        m = self.run.model.get(result.assignment)
+        if m:
+            result.cells = clamp_cells(result, m["points"])
+            # the one computation of the penalty: the progress line, the page, the gradebook
+            # (hence grades.csv and the exports) all show this number
+            result.late = late.assess(self.run.rules, result.assignment,
+                                      item.get("timestamp"), result.score)
+            if item.get("timestamp_problem"):
+                result.detail.append(item["timestamp_problem"])
+        if self.run.box["bwrap"] is None and Status.UNSANDBOXED not in result.status:
+            result.flag(Status.UNSANDBOXED, "graded without the sandbox, as asked", first=True)
+        self.results.append(result)
+        self.shown.done(result, m)
+
+
+def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
+             scheduler: str | None) -> tuple[float, str]:
+    """Every job on the cluster, then every page: (seconds it took, where it ran). The
+    gradebook is as it was before, whatever the jobs did."""
+    gradebook_file = run.build / "gradebook.db"
+    snapshot = gradebook_file.read_bytes()  # what it must still be when the jobs are done
+    start = time.monotonic()
+    references = reference_jobs(run, planned)
+    for key, _, item, _ in planned:
+        item["key"] = key
+        verdicts.items[key] = item
+    pool = cluster.Pool(jobs, scheduler, run.settings["timeouts"])
+    print(f"grade: running on {pool.where}", flush=True)
     try:
-        shown.watch(pool)
+        verdicts.shown.watch(pool)
         # The references first, so that they are in by the time most students' runs are;
         # the students' runs do not wait for them, only their verdicts do.
-        for key, _, item, _ in planned:
-            item["key"] = key
         stream = [*references, *((key, label, job) for key, label, _, job in planned)]
-        pool.run(iter(stream), done, window=pool.workers())
-        pages = [(f"page-{n}", f"{r.student}/{r.assignment}",
-                  {"course": course_part(model[r.assignment]), "result": r})
-                 for n, r in enumerate(results) if r.autograded is not None]
-        by_key = {key: job["result"] for key, _, job in pages}
-
-        def page_done(key: str, page) -> None:
-            r = by_key[key]
-            if isinstance(page, Result):  # what rendering added: a cut, a plain page, a flag
-                r.feedback, r.status, r.detail, r.review = (page.feedback, page.status,
-                                                            page.detail, page.review)
-            else:  # the worker died rendering it, or a bug of ours: the plain page
-                r.feedback = report.feedback_stub(r, course_part(model[r.assignment]))
-        pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
+        pool.run(iter(stream), verdicts.done, window=pool.workers())
+        render_pages(run, verdicts.results, pool)
     finally:
-        shown.stop()
+        verdicts.shown.stop()
         pool.close()
-    wall = time.monotonic() - start
-
     if gradebook_file.read_bytes() != snapshot:  # only possible without the sandbox
         gradebook_file.write_bytes(snapshot)
         print("grade: WARNING: the gradebook changed while student code ran; restored",
               flush=True)
     for suffix in ("-journal", "-wal", "-shm"):
         Path(f"{gradebook_file}{suffix}").unlink(missing_ok=True)
+    return time.monotonic() - start, pool.where
+
+
+def render_pages(run: Run, results: list[Result], pool) -> None:
+    """Each feedback page, rendered on a worker once the verdicts and the penalty are in."""
+    pages = [(f"page-{n}", f"{r.student}/{r.assignment}",
+              {"course": course_part(run.model[r.assignment]), "result": r})
+             for n, r in enumerate(results) if r.autograded is not None]
+    by_key = {key: job["result"] for key, _, job in pages}
+
+    def page_done(key: str, page) -> None:
+        r = by_key[key]
+        if isinstance(page, Result):  # what rendering added: a cut, a plain page, a flag
+            r.feedback, r.status, r.detail, r.review = (page.feedback, page.status,
+                                                        page.detail, page.review)
+        else:  # the worker died rendering it, or a bug of ours: the plain page
+            r.feedback = report.feedback_stub(r, course_part(run.model[r.assignment]))
+    pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
+
+
+def record(run: Run, results: list[Result]) -> list[dict]:
+    """Artifacts, gradebook and grades.csv, written by this process alone: its rows."""
     for r in results:
         try:
-            write_artifacts(build, r, model)
+            write_artifacts(run.build, r, run.model)
         except (OSError, ValueError) as e:  # this student's row says so; the others go on
             r.flag(Status.GRADING_ERROR, f"its files could not be written: "
                                          f"{type(e).__name__}: {str(e)[:200]}")
-    gradebook.record(build, results, model)
-    rows = gradebook.rows(build, model)
-    report.write_csv(build / "grades.csv", rows, gradebook.exercises(model))
-    graded = {(r.student, r.assignment) for r in results}
-    summary([r for r in rows if (r["student"], r["assignment"]) in graded], len(rows), wall,
-            pool.where, build, box)
-    failed = cluster.all_failed_message(results)
-    if failed:
-        print(failed, flush=True)
-        return 1
-    return 0
+    gradebook.record(run.build, results, run.model)
+    rows = gradebook.rows(run.build, run.model)
+    report.write_csv(run.build / "grades.csv", rows, gradebook.exercises(run.model))
+    return rows
 
 
 def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
@@ -306,12 +357,12 @@ def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
           f"{show(build / 'grades.csv')}, feedback in {show(build / 'feedback')}", flush=True)
 
 
-def plan_jobs(items, model, kernels, limits, secret, box, settings, finish):
+def plan_jobs(run: Run, finish) -> list[tuple[str, str, dict, dict]]:
     """(key, label, item, job) for each submission to run, its notebook read once, as it
     is submitted; those that cannot run are finished here with a row saying why."""
     planned = []
-    for n, item in enumerate(items):
-        m = model.get(item["assignment"])
+    for n, item in enumerate(run.items):
+        m = run.model.get(item["assignment"])
         if "problem" in item:
             finish(item, zero_result(item, *item["problem"], m["points"] if m else None))
             continue
@@ -326,11 +377,11 @@ def plan_jobs(items, model, kernels, limits, secret, box, settings, finish):
             os.path.dirname(item["path"]))
         answers = hashlib.sha256(data).hexdigest()
         job = {"student": item["student"], "assignment": item["assignment"],
-               "notebook": base64.b64encode(data).decode(),
-               "course": course_part(m), "limits": limits, "timeouts": settings["timeouts"],
-               "seeds": {gid: seed(secret, item["student"], item["assignment"], gid, answers)
-                         for gid in m["tests"]},
-               "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}
+               "notebook": base64.b64encode(data).decode(), "course": course_part(m),
+               "limits": run.settings["limits"], "timeouts": run.settings["timeouts"],
+               "seeds": {gid: seed(run.secret, item["student"], item["assignment"], gid,
+                                   answers) for gid in m["tests"]},
+               "sandbox": sandbox_part(run.box, run.settings, run.kernels[m["kernel"]])}
         planned.append((f"grade-{n}", f"{item['student']}/{item['assignment']}", item, job))
     return planned
 
@@ -345,7 +396,7 @@ def sandbox_part(box: dict, settings: dict, kernel: dict) -> dict:
             **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}
 
 
-def reference_jobs(planned, model, kernels, limits, box, settings) -> list:
+def reference_jobs(run: Run, planned: list) -> list[tuple[str, str, dict]]:
     """(key, label, job) of each assignment's reference run: the source notebook once, its
     checks for every submission's seeds."""
     wanted: dict[str, list] = {}
@@ -353,13 +404,13 @@ def reference_jobs(planned, model, kernels, limits, box, settings) -> list:
         wanted.setdefault(item["assignment"], []).append((key, job["seeds"]))
     jobs = []
     for name, seed_sets in sorted(wanted.items()):
-        m = model[name]
+        m = run.model[name]
         jobs.append((f"reference-{name}", f"reference/{name}", {
             "reference": True, "student": "(reference)", "assignment": name,
             "notebook": base64.b64encode(Path(m["source_file"]).read_bytes()).decode(),
-            "course": course_part(m), "limits": limits, "timeouts": settings["timeouts"],
-            "seed_sets": seed_sets,
-            "sandbox": sandbox_part(box, settings, kernels[m["kernel"]])}))
+            "course": course_part(m), "limits": run.settings["limits"],
+            "timeouts": run.settings["timeouts"], "seed_sets": seed_sets,
+            "sandbox": sandbox_part(run.box, run.settings, run.kernels[m["kernel"]])}))
     return jobs
 
 
