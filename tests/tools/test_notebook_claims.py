@@ -335,6 +335,49 @@ def test_pytorch_failed_pass_leaves_the_network_half_made(pytorch):
         ["Linear", [256, 20]]
 
 
+def test_pytorch_lazy_linear_is_linear_with_the_mixin(pytorch):
+    """"it is declared as `LazyLinear(LazyModuleMixin, Linear)`, an ordinary `nn.Linear` with
+    `torch.nn.modules.lazy.LazyModuleMixin` in front" """
+    assert pytorch.value("[c.__name__ for c in nn.LazyLinear.__bases__]") == \
+        ["LazyModuleMixin", "Linear"]
+    assert pytorch.value("nn.LazyLinear.cls_to_become is nn.Linear")
+
+
+def test_pytorch_custom_lazy_layer_calls_initialize_parameters_first(pytorch):
+    """"The hook calls `initialize_parameters` with the arguments of the first call, just
+    before `forward`" """
+    calls = pytorch.run(
+        "_calls = []\n\nclass _Recorded(LazyScale):\n"
+        "    def initialize_parameters(self, x):\n"
+        "        _calls.append(('initialize_parameters', tuple(x.shape)))\n"
+        "        super().initialize_parameters(x)\n\n"
+        "_r = _Recorded()\n"
+        "_r.register_forward_hook(lambda m, a, o: _calls.append(('forward', type(m).__name__)))\n"
+        "_r(torch.rand(3, 5))\n_r(torch.rand(3, 5))\nprint(_calls)")
+    assert calls.strip() == ("[('initialize_parameters', (3, 5)), ('forward', 'Scale'), "
+                             "('forward', 'Scale')]")
+
+
+def test_pytorch_custom_lazy_layer_reset_passes_over_the_placeholder(pytorch):
+    """"Its `reset_parameters` passes over a placeholder, which `nn.init` would refuse" """
+    assert pytorch.run("_s = LazyScale()\n_s.reset_parameters()\n"
+                       "print(type(_s.weight).__name__)").strip() == "UninitializedParameter"
+    assert pytorch.run("try:\n    Scale.reset_parameters(LazyScale())\n"
+                       "except ValueError as e:\n    print('ValueError')").strip() == "ValueError"
+
+
+def test_pytorch_custom_lazy_layer_before_and_after(pytorch):
+    """"`LazyScale(num_features=0)` holding a placeholder becomes `Scale(num_features=256)`
+    holding 256 factors, a size it read off the output of the layer before it" """
+    assert pytorch.output("scaled = nn.Sequential").splitlines() == [
+        "before: LazyScale(num_features=0) <UninitializedParameter>",
+        "after:  Scale(num_features=256) (256,)"]
+    assert pytorch.value("[type(scaled[2]).__name__, hasattr(scaled[2], '_initialize_hook')]") \
+        == ["Scale", False]
+    assert pytorch.run("_t = LazyScale()\n_t(torch.rand(2, 7))\nprint(_t)").strip() == \
+        "Scale(num_features=7)"
+
+
 def test_pytorch_apply_init(pytorch):
     """"PyTorch's default initializer would have given this layer a standard deviation of
     about 0.13" """
