@@ -335,6 +335,49 @@ def test_pytorch_failed_pass_leaves_the_network_half_made(pytorch):
         ["Linear", [256, 20]]
 
 
+def test_pytorch_lazy_linear_is_linear_with_the_mixin(pytorch):
+    """"it is declared as `LazyLinear(LazyModuleMixin, Linear)`, an ordinary `nn.Linear` with
+    `torch.nn.modules.lazy.LazyModuleMixin` in front" """
+    assert pytorch.value("[c.__name__ for c in nn.LazyLinear.__bases__]") == \
+        ["LazyModuleMixin", "Linear"]
+    assert pytorch.value("nn.LazyLinear.cls_to_become is nn.Linear")
+
+
+def test_pytorch_custom_lazy_layer_calls_initialize_parameters_first(pytorch):
+    """"The hook calls `initialize_parameters` with the arguments of the first call, just
+    before `forward`" """
+    calls = pytorch.run(
+        "_calls = []\n\nclass _Recorded(LazyScale):\n"
+        "    def initialize_parameters(self, x):\n"
+        "        _calls.append(('initialize_parameters', tuple(x.shape)))\n"
+        "        super().initialize_parameters(x)\n\n"
+        "_r = _Recorded()\n"
+        "_r.register_forward_hook(lambda m, a, o: _calls.append(('forward', type(m).__name__)))\n"
+        "_r(torch.rand(3, 5))\n_r(torch.rand(3, 5))\nprint(_calls)")
+    assert calls.strip() == ("[('initialize_parameters', (3, 5)), ('forward', 'Scale'), "
+                             "('forward', 'Scale')]")
+
+
+def test_pytorch_custom_lazy_layer_reset_passes_over_the_placeholder(pytorch):
+    """"Its `reset_parameters` passes over a placeholder, which `nn.init` would refuse" """
+    assert pytorch.run("_s = LazyScale()\n_s.reset_parameters()\n"
+                       "print(type(_s.weight).__name__)").strip() == "UninitializedParameter"
+    assert pytorch.run("try:\n    Scale.reset_parameters(LazyScale())\n"
+                       "except ValueError as e:\n    print('ValueError')").strip() == "ValueError"
+
+
+def test_pytorch_custom_lazy_layer_before_and_after(pytorch):
+    """"`LazyScale(num_features=0)` holding a placeholder becomes `Scale(num_features=256)`
+    holding 256 factors, a size it read off the output of the layer before it" """
+    assert pytorch.output("scaled = nn.Sequential").splitlines() == [
+        "before: LazyScale(num_features=0) <UninitializedParameter>",
+        "after:  Scale(num_features=256) (256,)"]
+    assert pytorch.value("[type(scaled[2]).__name__, hasattr(scaled[2], '_initialize_hook')]") \
+        == ["Scale", False]
+    assert pytorch.run("_t = LazyScale()\n_t(torch.rand(2, 7))\nprint(_t)").strip() == \
+        "Scale(num_features=7)"
+
+
 def test_pytorch_apply_init(pytorch):
     """"PyTorch's default initializer would have given this layer a standard deviation of
     about 0.13" """
@@ -392,10 +435,199 @@ def test_pytorch_to_empty_and_reset_parameters(pytorch):
     assert 0.12 < pytorch.value("small[0].weight.std().item()") < 0.14
 
 
+def test_pytorch_plain_load_copies_into_an_initialized_model(pytorch):
+    """"that draws every random number for nothing and holds the model and the checkpoint in
+    memory at the same time" """
+    assert pytorch.run(
+        "_rng = torch.get_rng_state()\n"
+        "_m = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))\n"
+        "_drawn = not torch.equal(_rng, torch.get_rng_state())\n"
+        "_c = torch.load(checkpoint_path, weights_only=True)\n_p = _m[0].weight.data_ptr()\n"
+        "_m.load_state_dict(_c)\n"
+        "print(_drawn, _m[0].weight.data_ptr() == _p != _c['0.weight'].data_ptr(),"
+        " torch.equal(_m[0].weight, _c['0.weight']))").split() == ["True", "True", "True"]
+
+
+def test_pytorch_mmap_maps_the_checkpoint_file(pytorch):
+    """"`torch.load` with `mmap=True` maps the file into memory instead of reading it" """
+    assert pytorch.output("checkpoint = torch.load").strip() == \
+        "{'0.weight': (256, 20), '0.bias': (256,), '2.weight': (10, 256), '2.bias': (10,)}"
+    mapped = pytorch.value(
+        "[(int(r.split('-')[0], 16), int(r.split('-')[1], 16)) for r, *_, f in "
+        "(l.split() for l in open('/proc/self/maps')) if f == checkpoint_path]")
+    address = pytorch.value("checkpoint['0.weight'].data_ptr()")
+    assert any(start <= address < end for start, end in mapped), (address, mapped)
+
+
+def test_pytorch_weights_only_refuses_objects(pytorch):
+    """"`weights_only=True` unpickles only tensors and plain containers, never arbitrary
+    objects" """
+    assert pytorch.run(
+        "import pickle as _pickle\nclass _Thing:\n    pass\n\n"
+        "_path = os.path.join(checkpoint_dir.name, 'thing.pt')\n"
+        "torch.save({'w': torch.ones(2), 'thing': _Thing()}, _path)\n"
+        "try:\n    torch.load(_path, weights_only=True)\n"
+        "except _pickle.UnpicklingError:\n    print('refused')\n"
+        "print(type(torch.load(_path, weights_only=False)['thing']).__name__)"
+    ).split() == ["refused", "_Thing"]
+
+
+def test_pytorch_plain_load_into_meta_goes_nowhere(pytorch):
+    """"A plain `load_state_dict` copies the checkpoint's values into the parameters, which on
+    `meta` goes nowhere (PyTorch warns, and the model stays on `meta`)" """
+    # A fresh load: load_state_dict(assign=True) writes into the state dict's _metadata,
+    # and every later load of that same dict assigns too.
+    out = pytorch.run(
+        "import warnings as _warnings\n"
+        "with torch.device('meta'):\n"
+        "    _m = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))\n"
+        "with _warnings.catch_warnings(record=True) as _w:\n"
+        "    _warnings.simplefilter('always')\n"
+        "    _m.load_state_dict(torch.load(checkpoint_path, mmap=True, weights_only=True))\n"
+        "print(_m[0].weight.device, len(_w), 'assign=True' in str(_w[0].message))")
+    assert out.split() == ["meta", "4", "True"]
+
+
+def test_pytorch_assign_gives_the_checkpoint_tensors_themselves(pytorch):
+    """"With `assign=True` each parameter is replaced by a new one made from the checkpoint's
+    tensor, memory and all" """
+    first, second = pytorch.output("meta_weight = loaded[0].weight").splitlines()
+    assert first == "device: cpu | values of net: True | same memory as the checkpoint: True"
+    assert second == "same object as before the load: False"
+    assert pytorch.value("all(p.device.type == 'cpu' and type(p) is nn.Parameter "
+                         "and p.requires_grad for p in loaded.parameters())")
+
+
+def test_pytorch_optimizer_after_an_assigning_load(pytorch):
+    """"It is a new object, though, so an optimizer must be built after the load" """
+    assert pytorch.run(
+        "with torch.device('meta'):\n    _m = nn.Sequential(nn.Linear(20, 256))\n"
+        "_o = torch.optim.SGD(_m.parameters(), lr=0.1)\n"
+        "_m.load_state_dict({k: v for k, v in checkpoint.items() if k.startswith('0.')},"
+        " assign=True)\n"
+        "print(_o.param_groups[0]['params'][0].is_meta, _m[0].weight.is_meta)"
+    ).split() == ["True", "False"]
+
+
+def test_pytorch_training_changes_memory_not_the_file(pytorch):
+    """"Training such a model later changes its memory, not the file: the mapping is
+    private." """
+    assert pytorch.run(
+        "_bytes = open(checkpoint_path, 'rb').read()\n"
+        "with torch.device('meta'):\n"
+        "    _m = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))\n"
+        "_m.load_state_dict(torch.load(checkpoint_path, mmap=True, weights_only=True),"
+        " assign=True)\n"
+        "_o = torch.optim.SGD(_m.parameters(), lr=0.1)\n"
+        "_m(X).pow(2).sum().backward()\n_o.step()\n"
+        "print(not torch.equal(_m[0].weight, net[0].weight),"
+        " open(checkpoint_path, 'rb').read() == _bytes)").split() == ["True", "True"]
+
+
+def test_pytorch_skip_init_draws_nothing(pytorch):
+    """"The layer is real and has its shape, but holds whatever bytes were in its memory: no
+    initializer ran and no random number was drawn" """
+    assert pytorch.output("bare = torch.nn.utils.skip_init").strip() == \
+        "Linear (256, 20) cpu | random numbers drawn: False"
+    # ...where building the layer the usual way does draw them.
+    assert pytorch.run("_rng = torch.get_rng_state()\nnn.Linear(20, 256)\n"
+                       "print(torch.equal(_rng, torch.get_rng_state()))").strip() == "False"
+
+
+def test_pytorch_skip_init_builds_on_meta_then_to_empty(pytorch):
+    """"`torch.nn.utils.skip_init` packs "build on `meta`, then `to_empty`" into one call, for
+    a module whose constructor takes a `device` argument" """
+    assert pytorch.run(
+        "class _Built(nn.Module):\n    def __init__(self, device=None):\n"
+        "        super().__init__()\n        self.built_on = str(device)\n"
+        "        self.w = nn.Parameter(torch.empty(3, device=device))\n\n"
+        "_b = torch.nn.utils.skip_init(_Built)\nprint(_b.built_on, _b.w.device)"
+    ).split() == ["meta", "cpu"]
+    assert "'device' arg" in pytorch.run(
+        "try:\n    torch.nn.utils.skip_init(nn.ReLU)\nexcept RuntimeError as e:\n    print(e)")
+
+
+def test_pytorch_a_loop_over_children_misses_the_block(pytorch):
+    """"the loop misses `2.0`, the layer inside the block, which keeps the bytes `to_empty`
+    left" """
+    assert pytorch.output("for layer in nested.children()").splitlines() == [
+        "a loop over children(): ['0', '3']",
+        "nested.apply:           ['0', '2.0', '3']"]
+
+
+def test_pytorch_apply_reaches_every_submodule(pytorch):
+    """"`apply` visits every submodule at any depth, as the book's `apply_init` does" """
+    assert pytorch.value("sorted(n for n, m in nested.named_modules()"
+                         " if isinstance(m, nn.Linear))") == ["0", "2.0", "3"]
+    assert pytorch.value("all(abs(m.weight.std().item() - 0.01) < 0.002 and"
+                         " not m.bias.any().item() for m in nested.modules()"
+                         " if isinstance(m, nn.Linear))")
+
+
+def test_pytorch_buffer_is_garbage_after_to_empty(pytorch):
+    """"A buffer computed in `__init__`, such as a table of positional encodings, was computed
+    on `meta`, that is, not at all, and after `to_empty` holds whatever bytes were there" """
+    assert pytorch.output("    positions = Positions()").strip() == "table as computed: False"
+    assert pytorch.value("[str(positions.P.device), list(positions.P.shape)]") == \
+        ["cpu", [16, 32]]
+    assert pytorch.run("with torch.device('meta'):\n    print(Positions().P.is_meta)").strip() \
+        == "True"
+
+
+def test_pytorch_buffer_recomputed_by_reset_parameters(pytorch):
+    """"The cure is to compute such a buffer where the initialization happens" """
+    assert pytorch.output("class ResetPositions").strip() == "table as computed: True"
+
+
+def test_pytorch_non_persistent_buffer_stays_on_meta(pytorch):
+    """"it is not in the `state_dict`, so `load_state_dict(..., assign=True)` leaves it on
+    `meta`" """
+    assert pytorch.run(
+        "class _Kept(Positions):\n    def __init__(self):\n        nn.Module.__init__(self)\n"
+        "        self.num_hiddens, self.max_len = 32, 16\n"
+        "        self.register_buffer('P', self.table(), persistent=False)\n\n"
+        "with torch.device('meta'):\n    _k = _Kept()\n"
+        "print(list(_k.state_dict()), list(Positions().state_dict()))\n"
+        "_k.load_state_dict(_Kept().state_dict(), assign=True)\nprint(_k.P.device)"
+    ).splitlines() == ["[] ['P']", "meta"]
+
+
+def test_pytorch_fully_shard_on_meta(pytorch):
+    """"which turns each parameter into a `DTensor` split by rows, `Shard(dim=0)`" """
+    assert pytorch.output("from torch.distributed.fsdp import fully_shard").strip() == \
+        "FSDPLinear DTensor meta (Shard(dim=0),)"
+
+
+def test_pytorch_fsdp_to_empty_then_initialize(pytorch):
+    """"only then `to_empty`, so that each process allocates only its own rows" """
+    out = pytorch.output("sharded.to_empty(device=\"cpu\")").strip()
+    device, std, output = re.fullmatch(r"(\w+) std ([\d.]+) \| output: (.*)", out).groups()
+    assert device == "cpu" and 0.12 < float(std) < 0.14 and output == "(2, 10)"
+    # One process holds every row: its shard is the whole weight, now in real memory.
+    assert pytorch.value("[type(sharded[0].weight).__name__, "
+                         "list(sharded[0].weight.to_local().shape), "
+                         "sharded[0].weight.to_local().device.type]") == \
+        ["DTensor", [256, 20], "cpu"]
+    assert not pytorch.value("dist.is_initialized()")
+
+
+def test_pytorch_dtensor_warns_about_random_operators_on_cpu(pytorch):
+    """"On a CPU mesh DTensor warns that its random operators may not be fully supported" """
+    out = pytorch.run(
+        "import warnings as _warnings\n"
+        "dist.init_process_group('gloo', store=dist.HashStore(), rank=0, world_size=1)\n"
+        "with torch.device('meta'):\n    _s = nn.Linear(20, 256)\n"
+        "fully_shard(_s)\n_s.to_empty(device='cpu')\n"
+        "with _warnings.catch_warnings(record=True) as _w:\n"
+        "    _warnings.simplefilter('always')\n    _s.reset_parameters()\n"
+        "dist.destroy_process_group()\nprint([str(w.message) for w in _w])")
+    assert "DTensor random operators may not have complete support on cpu device mesh" in out
+
+
 def test_pytorch_ddp_refuses_placeholders(pytorch):
     """"`DistributedDataParallel` copies every parameter from one process to the others when
     it is created, so it refuses placeholders" """
-    ename, evalue = pytorch.error("dist.init_process_group")
+    ename, evalue = pytorch.error("DistributedDataParallel(nn.Sequential(nn.LazyLinear")
     assert ename == "RuntimeError" and "uninitialized parameters" in evalue
     assert pytorch.output("ready = nn.Sequential").strip() == "DistributedDataParallel"
 
