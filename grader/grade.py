@@ -190,9 +190,12 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
     items, warnings = collect.discover(submissions.resolve(), model)
     if students:  # regrade these; everyone else's rows stay as they are
         wanted = set(students)
-        missing = sorted(wanted - {i["student"] for i in items})
-        if missing:
-            warnings.append(f"STUDENTS names {', '.join(missing)}, not in {submissions}")
+        known = sorted({i["student"] for i in items})
+        missing = sorted(wanted - set(known))
+        if missing:  # a typo would grade nobody and look like success
+            raise UsageError(f"grade: STUDENTS names {', '.join(map(report.escape_text, missing))}"
+                             f", who handed in nothing in {show(submissions)}; its students "
+                             f"are: {', '.join(map(report.escape_text, known)) or 'none'}")
         items = [i for i in items if i["student"] in wanted]
     for w in warnings:
         print(f"grade: warning: {report.escape_text(w)}", flush=True)

@@ -119,6 +119,18 @@ def test_regrading_one_student_leaves_the_others_rows_as_they_were(course, tmp_p
     assert sum(line.startswith("leo,") for line in after) == 1
 
 
+def test_a_student_id_that_is_no_ones_stops_before_grading(course):
+    """A typo in STUDENTS would grade nobody and exit 0; it is an error naming the ids."""
+    before = (course["build"] / "grades.csv").read_text()
+    proc = grader("grade", "--course", str(course["course"]), "--build", str(course["build"]),
+                  "--submissions", str(course["submitted"]), "--students", "leo,lep",
+                  check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "STUDENTS names lep" in proc.stderr and "ada, ada-late, ada-odd, leo" in proc.stderr
+    assert "running on" not in proc.stdout, "no worker started"
+    assert (course["build"] / "grades.csv").read_text() == before
+
+
 def roster(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "roster.csv"
     path.write_text(text)
