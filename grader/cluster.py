@@ -190,8 +190,7 @@ def all_failed_message(results: list[Result]) -> str | None:
         return None
     reasons = collections.Counter()
     for r in results:
-        status, detail = r.status, r.detail
-        i = status.index(Status.GRADING_ERROR)
+        i, detail = r.status.index(Status.GRADING_ERROR), r.detail
         reasons[detail[i] if i < len(detail) else (detail[-1] if detail else "")] += 1
     reason, count = reasons.most_common(1)[0]
     reason = " ".join(str(reason).split())  # one line

@@ -161,10 +161,10 @@ def _notebook_item(folder: Path, student: str, assignment: str, model: dict) -> 
         return item
     if stat.S_ISLNK(st.st_mode):
         item["problem"] = (Status.SYMLINK, f"{student}/{assignment}/{nb_name} is a symbolic link; "
-                                      "links are not followed")
+                                           "links are not followed")
     elif not stat.S_ISREG(st.st_mode):
         item["problem"] = (Status.NOT_A_NOTEBOOK_FILE, f"{student}/{assignment}/{nb_name} is not "
-                                                  "a regular file")
+                                                       "a regular file")
     elif st.st_size > MAX_NOTEBOOK_BYTES:
         item["problem"] = (Status.INVALID_NOTEBOOK, f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
     return item

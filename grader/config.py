@@ -65,13 +65,14 @@ class GradingDeadlines(Configurable):
 
 
 SECTIONS = (GradingLimits, GradingTimeouts, GradingSandbox, GradingDeadlines)
+CELL_TIMEOUT = 30  # nbgrader's own default for Execute.timeout
 # nbgrader's sections that `make grade` reads itself (grader/execute.py is its own client).
 GRADE_READS = {"Execute": {"timeout"}, "CourseDirectory": {"course_id", "root", "db_url"}}
 
 
 def traits(section: type[Configurable]) -> dict:
-    """The settable traits of a section, by name, in the order they are declared."""
-    return {name: t for name, t in section.class_traits(config=True).items()}
+    """The settable traits of a section, by name."""
+    return section.class_traits(config=True)
 
 
 def values(section: type[Configurable], cfg) -> dict:
@@ -124,14 +125,15 @@ def describe(cfg) -> str:
             lines.append(f"      {trait.help}")
     lines.append("Execute: nbgrader's section; the grader reads one key")
     timeout = cell_timeout(cfg)
-    lines.append(f"  c.Execute.timeout = {timeout!r}" + ("" if timeout == 30 else "  (default 30)"))
+    lines.append(f"  c.Execute.timeout = {timeout!r}"
+                 + ("" if timeout == CELL_TIMEOUT else f"  (default {CELL_TIMEOUT})"))
     lines.append("      seconds a single cell may run")
     return "\n".join(lines)
 
 
 def cell_timeout(cfg) -> int:
-    """nbgrader's Execute.timeout (default 30), which the grader applies to each cell."""
-    return int(cfg.Execute.get("timeout", 30))
+    """nbgrader's Execute.timeout, which the grader applies to each cell."""
+    return int(cfg.Execute.get("timeout", CELL_TIMEOUT))
 
 
 def grading_settings(cfg) -> dict:

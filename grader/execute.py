@@ -244,9 +244,9 @@ class GradingClient(NotebookClient):
             cell = await super().async_execute_cell(cell, cell_index, execution_count)
         except DeadKernelError:
             if self._expired:
-                self._event(Status.SUBMISSION_TIMEOUT, f"the submission ran longer than "
-                                                  f"{self.time_limit} s: the kernel was stopped "
-                                                  f"in {where} and later cells did not run")
+                self._event(Status.SUBMISSION_TIMEOUT,
+                            f"the submission ran longer than {self.time_limit} s: the kernel "
+                            f"was stopped in {where} and later cells did not run")
                 cell.outputs.append(new_output(
                     "error", ename="SubmissionTimeout", evalue="out of time",
                     traceback=["SubmissionTimeout: the submission ran out of time here"]))
@@ -256,7 +256,7 @@ class GradingClient(NotebookClient):
             code = await self._exit_code()
             why = f" ({code})" if code else ""
             self._event(Status.KERNEL_DIED, f"the kernel died in {where}{why}; later cells did "
-                                       "not run")
+                                            "not run")
             cell.outputs.append(new_output(
                 "error", ename="DeadKernelError", evalue=f"the kernel died{why}",
                 traceback=[f"DeadKernelError: the kernel died while running this cell{why}"]))
@@ -275,7 +275,7 @@ class GradingClient(NotebookClient):
         if self._timed_out:
             if await self._responds(grace=10):
                 self._event(Status.TIMEOUT, f"{where} ran longer than {self.timeout} s and was "
-                                       "interrupted")
+                                            "interrupted")
             else:
                 await self._stop(where)
                 return cell
@@ -284,7 +284,7 @@ class GradingClient(NotebookClient):
                 "stream", name="stdout",
                 text=f"\n[output cut by the grader at {self.max_output_chars} characters]\n"))
             self._event(Status.OUTPUT_TRUNCATED, f"output of {where} cut to "
-                                             f"{self.max_output_chars} characters")
+                                                 f"{self.max_output_chars} characters")
         self._limits_hit(cell, where)
         expected = plan.get("binds", []) if plan.get("course") else []
         await self._guard(where, f"after(None, {expected!r}, {plan.get('imports', [])!r})")
@@ -347,7 +347,7 @@ class GradingClient(NotebookClient):
         if state == "timeout" and not await ensure_async(self.km.is_alive()):
             self._checks_stopped = True
             self._event(Status.KERNEL_DIED, f"the kernel died in the checks of {gid}; later "
-                                       "checks did not run")
+                                            "checks did not run")
             return None
         if state == "timeout":
             self._event(Status.TIMEOUT, f"the checks of {gid} ran longer than {self.timeout} s")
@@ -411,7 +411,7 @@ class GradingClient(NotebookClient):
     async def _stop(self, where: str) -> None:
         """Shut down a kernel that ignores the interrupt; later cells will not run."""
         self._event(Status.TIMEOUT, f"{where} ran longer than {self.timeout} s and ignored the "
-                               "interrupt; the kernel was stopped and later cells did not run")
+                                    "interrupt; the kernel was stopped and later cells did not run")
         self._dead = f"not run: the kernel was stopped in {where}"
         self._died_at = next((i for i, c in enumerate(self.nb.cells)
                               if label(c, i) == where), len(self.nb.cells))

@@ -148,8 +148,6 @@ def write_artifacts(build: Path, r: Result, model: dict) -> None:
 class Run:
     """What a grading run knows before any job starts (discover and plan)."""
 
-    course: Path
-    submissions: Path
     build: Path
     settings: dict  # grader/config.py's grading_settings
     rules: dict  # the deadlines (grader/late.py)
@@ -209,8 +207,7 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
           f"{limits['memory_mb']} MB per process, {limits['max_output_chars']} characters of "
           f"output per cell, {limits['submission_timeout']} s per submission", flush=True)
     print(f"grade: sandbox: {box['description']}", flush=True)
-    return Run(course, submissions, build, settings, rules, model, items, kernels, box,
-               grading_secret(build))
+    return Run(build, settings, rules, model, items, kernels, box, grading_secret(build))
 
 
 class Verdicts:
