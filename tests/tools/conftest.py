@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# importlib mode leaves sys.path alone: the test data's helpers are imported from here on
+sys.path.insert(0, str(ROOT / "tests" / "grading"))
+import sample_grading  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,14 @@ def run_all_output(frameworks, tmp_path_factory):
                            *paths], capture_output=True, text=True, timeout=1800, cwd=ROOT)
     report = json.loads((out / "run-all.json").read_text())
     return proc, report, out
+
+
+@pytest.fixture(scope="session")
+def sample_run(frameworks, tmp_path_factory) -> dict:
+    """The sample class (the part this run's envs can grade) graded once per session with
+    JOBS=2, the default path: test_grading.py reads it, test_grading_dask.py compares with it."""
+    students = sample_grading.expected_for(frameworks)
+    folder = (sample_grading.CLASS if set(students) == set(sample_grading.EXPECTED) else
+              sample_grading.copy_class(students, tmp_path_factory.mktemp("class")))
+    return {**sample_grading.grade(folder, tmp_path_factory.mktemp("build-jobs2"), jobs=2),
+            "students": sorted(students)}

@@ -1,130 +1,64 @@
 """The graded exercises: nbgrader release, validation, and parallel autograding.
 
 tests/grading/sample_class/ holds one submission for each kind the grader must handle
-(written by tests/grading/make_classes.py); EXPECTED is what each must get. The class is
-graded twice, with JOBS=1 and JOBS=2, each into a build directory of its own, and the two
-grades.csv must be identical. Submissions for frameworks whose env this run did not build
-(`make test FRAMEWORKS=...`) are left out, from both the class and the expectations.
+(written by tests/grading/make_classes.py); EXPECTED (tests/grading/sample_grading.py) is
+what each must get. The class is graded once per session with JOBS=2 (conftest.py's
+`sample_run`); its quick part is graded again with JOBS=1 into a build directory of its
+own, and the rows of the two grades.csv must be identical.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
+from sample_grading import (
+    CELLS,
+    CLASS,
+    EXERCISES,
+    GRADER,
+    NO_KERNEL,
+    ROOT,
+    copy_class,
+    csv_lines,
+    expected_for,
+    grade,
+    grade_cmd,
+    read_csv,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-GRADER = [sys.executable, "-m", "grader"]  # run from ROOT
-CLASS = ROOT / "tests" / "grading" / "sample_class"
-EXERCISES = ROOT / "exercises"
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
 NBGRADER = Path(sys.executable).parent / "nbgrader"
-
-# student: (assignment, score, max score, status, a piece of the detail)
-EXPECTED = {
-    "ada": ("lazy-init-pytorch", "15", "15", "ok", ""),
-    "ben": ("lazy-init-jax", "15", "15", "ok", ""),  # its notebook names the python3 kernel
-    "cleo": ("lazy-init-tensorflow", "11", "15", "ok", ""),
-    "dev": ("lazy-init-mxnet", "10", "15", "ok", ""),
-    "eve": ("lazy-init-pytorch", "11", "15", "timeout",
-            "ex2-solution ran longer than 30 s and was interrupted"),
-    "fay": ("lazy-init-jax", "6", "15", "kernel died",
-            "the kernel died in ex2-solution (exit status 1)"),
-    "gus": ("lazy-init-mxnet", "11", "15", "memory limit",
-            "ex3-solution ran out of memory (MemoryError)"),
-    "hal": ("lazy-init-jax", "11", "15", "tests restored",
-            "restored test cells: ex1-visible (edited), ex3-hidden (deleted)"),
-    "ivy": ("lazy-init-jax", "0", "15", "invalid notebook", "not valid JSON"),
-    "jon": ("lazy-init-tensorflow", "0", "15", "missing notebook",
-            "no lazy-init-tensorflow.ipynb in jon/lazy-init-tensorflow/ (found Untitled.ipynb)"),
-    "kim": ("lazy-init-pytorch", "15", "15", "output truncated",
-            "output of ex1-solution cut to 20000 characters"),
-    "leo": ("lazy-init-pytorch", "11", "15", "tests restored",
-            "restored test cells: ex2-hidden (edited)"),
-    "mia": ("lazy-init-pytorch", "11", "15", "timeout",
-            "ex3-solution ran longer than 30 s and ignored the interrupt; the kernel was "
-            "stopped"),
-}
-# Needs no kernel: graded the same whichever envs exist.
-NO_KERNEL = {"ivy", "jon"}
-# Scores per test cell, where the total alone would not show the hidden tests at work.
-CELLS = {
-    "cleo": {"setup": 0, "ex1-prediction-check": 1, "ex1-visible": 2, "ex1-hidden": 2,
-             "ex2-prediction-check": 1, "ex2-visible": 2, "ex2-hidden": 0,
-             "ex3-prediction-check": 1, "ex3-visible": 2, "ex3-hidden": 0},
-    "hal": {"ex1-prediction-check": 1, "ex1-visible": 0, "ex1-hidden": 0, "ex3-hidden": 2},
-    "leo": {"ex2-prediction-check": 1, "ex2-visible": 0, "ex2-hidden": 0},
-}
-
-
-def digest(paths) -> dict[str, str]:
-    return {str(p.relative_to(ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(paths)}
-
-
-def grade_cmd(submissions, build, jobs=1) -> list[str]:
-    return [*GRADER, "grade", "--submissions", str(submissions),
-            "--jobs", str(jobs), "--build", str(build)]
-
-
-def read_csv(path: Path) -> dict[str, dict]:
-    import csv
-
-    with path.open() as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
+# Graded again with JOBS=1: quick ones, of every way a submission ends that needs no timeout.
+QUICK = ("ada", "dev", "ivy", "jon", "kim", "leo")
 
 
 @pytest.fixture(scope="module")
 def expected(frameworks) -> dict:
-    return {s: e for s, e in EXPECTED.items()
-            if s in NO_KERNEL or e[0].removeprefix("lazy-init-") in frameworks}
+    return expected_for(frameworks)
 
 
 @pytest.fixture(scope="module")
-def sample_class(expected, tmp_path_factory) -> Path:
-    """The committed class itself, or the part of it this run's envs can grade."""
-    if set(expected) == set(EXPECTED):
-        return CLASS
-    part = tmp_path_factory.mktemp("class")
-    for student in expected:
-        shutil.copytree(CLASS / student, part / student)
-    return part
-
-
-def leftovers() -> set[str]:
-    """Processes started by mia's notebook (`sleep 4321`), by pid."""
-    procs = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in procs.splitlines() if "sleep 4321" in line}
-
-
-def run_grade(sample_class, tmp_path_factory, jobs) -> dict:
-    build = tmp_path_factory.mktemp(f"build-jobs{jobs}")
-    guarded = [*EXERCISES.rglob("*.ipynb"), EXERCISES / "nbgrader_config.py"]
-    before, running = digest(guarded), leftovers()
-    proc = subprocess.run(grade_cmd(sample_class, build, jobs), capture_output=True, text=True,
-                          timeout=1200, cwd=ROOT)
-    print(proc.stdout[-5000:], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"build": build, "out": proc.stdout, "sources_before": before,
-            "sources_after": digest(guarded), "left_behind": leftovers() - running}
+def run1(sample_run) -> dict:
+    """The whole class, JOBS=2 (conftest.py: one grading per session)."""
+    return sample_run
 
 
 @pytest.fixture(scope="module")
-def run1(sample_class, tmp_path_factory) -> dict:
-    return run_grade(sample_class, tmp_path_factory, jobs=1)
-
-
-@pytest.fixture(scope="module")
-def run2(sample_class, tmp_path_factory) -> dict:
-    return run_grade(sample_class, tmp_path_factory, jobs=2)
+def jobs1(expected, tmp_path_factory) -> dict:
+    """Part of the class again, one job at a time, into a build of its own."""
+    students = [s for s in QUICK if s in expected]
+    folder = copy_class(students, tmp_path_factory.mktemp("quick"))
+    return {**grade(folder, tmp_path_factory.mktemp("build-jobs1"), jobs=1),
+            "students": students}
 
 
 # ---------------------------------------------------------------------------- the class
@@ -143,14 +77,15 @@ def test_each_student_gets_the_expected_score_and_status(run1, expected):
     assert not wrong, "\n".join(wrong)
 
 
-def test_jobs_1_and_jobs_2_write_identical_grades(run1, run2):
-    one = (run1["build"] / "grades.csv").read_text()
-    two = (run2["build"] / "grades.csv").read_text()
-    assert one == two
+def test_jobs_1_and_jobs_2_write_identical_grades(run1, jobs1):
+    assert jobs1["students"], "the quick part of the class is graded"
+    one = csv_lines(jobs1["build"] / "grades.csv", jobs1["students"])
+    two = csv_lines(run1["build"] / "grades.csv", jobs1["students"])
+    assert len(one) == len(jobs1["students"]) + 1 and one == two
 
 
-def test_progress_is_shown_as_submissions_finish(run2, expected):
-    out = run2["out"]
+def test_progress_is_shown_as_submissions_finish(run1, expected):
+    out = run1["out"]
     lines = re.findall(r"^\[ *(\d+)/(\d+)\] (\S+) ", out, re.M)
     assert [int(i) for i, _, _ in lines] == list(range(1, len(expected) + 1)), out
     assert {n for _, n, _ in lines} == {str(len(expected))}
@@ -197,16 +132,16 @@ def test_every_submission_gets_feedback_without_the_hidden_tests(run1, expected)
             assert "BEGIN HIDDEN TESTS" not in graded
 
 
-def test_no_process_outlives_its_submission(run1, run2, expected):
+def test_no_process_outlives_its_submission(run1, expected):
     if "mia" not in expected:
         pytest.skip("mia (pytorch) is not part of this run")
     if not sys.platform.startswith("linux"):
         pytest.skip("reaping leftovers needs Linux (a PID namespace or a child subreaper)")
-    assert not run1["left_behind"] and not run2["left_behind"], "mia's `sleep 4321` survived"
+    assert not run1["left_behind"], "mia's `sleep 4321` survived"
 
 
-def test_student_code_changed_neither_sources_nor_gradebook(run1, run2, expected):
-    for run in (run1, run2):
+def test_student_code_changed_neither_sources_nor_gradebook(run1, jobs1, expected):
+    for run in (run1, jobs1):
         assert run["sources_after"] == run["sources_before"]
     # The hidden tests and points the gradebook keeps are still the source's.
     from nbgrader.api import Gradebook
@@ -311,14 +246,27 @@ def validate(path: Path) -> str:
     return " ".join(proc.stdout.split())
 
 
+@pytest.fixture(scope="module")
+def validations(released, frameworks) -> dict[tuple[str, str], str]:
+    """What `nbgrader validate` says of each built framework's source and released
+    notebook, (framework, "source" or "release") -> text: each validation is a kernel run of
+    its own, so two run at a time."""
+    paths = {}
+    for fw in frameworks:
+        name = f"lazy-init-{fw}"
+        paths[fw, "source"] = EXERCISES / "source" / name / f"{name}.ipynb"
+        paths[fw, "release"] = released / name / f"{name}.ipynb"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(paths, pool.map(validate, paths.values()), strict=True))
+
+
 @pytest.mark.parametrize("fw", FRAMEWORKS)
-def test_source_passes_the_validator_and_the_release_fails_it(released, frameworks, fw):
+def test_source_passes_the_validator_and_the_release_fails_it(validations, frameworks, fw):
     if fw not in frameworks:
         pytest.skip(f"the {fw} env is not part of this run")
-    name = f"lazy-init-{fw}"
-    source = validate(EXERCISES / "source" / name / f"{name}.ipynb")
+    source = validations[fw, "source"]
     assert "Success! Your notebook passes all the tests." in source, source[-2000:]
-    student = validate(released / name / f"{name}.ipynb")
+    student = validations[fw, "release"]
     # The three prediction checks (their visible part checks the answer's form) and the
     # three visible test cells fail; the hidden ones are empty in the student version.
     assert "VALIDATION FAILED ON 6 CELL(S)!" in student, student[-2000:]
