@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 from grader.errors import UsageError
-from grader.model import Status
+from grader.model import Assignment, Status, Submission
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 IGNORED = {".ipynb_checkpoints", "__pycache__", ".DS_Store"}
@@ -57,12 +57,9 @@ def _kind(entry: os.DirEntry) -> str:
     return "other"
 
 
-def discover(submissions: Path, model: dict) -> tuple[list[dict], list[str]]:
-    """The (student, assignment) pairs to grade and warnings; UsageError if the layout is off.
-
-    An item is {student, assignment, path} plus `problem` (status, detail) when it cannot be
-    graded; `path` is read later, by read_regular_file.
-    """
+def discover(submissions: Path, model: dict[str, Assignment]
+             ) -> tuple[list[Submission], list[str]]:
+    """The submissions to grade and warnings; UsageError if the layout is off."""
     layout = ("Expected nbgrader's layout, one folder per student holding one folder per "
               "assignment:\n    SUBMISSIONS/<student_id>/<assignment>/<assignment>.ipynb\n"
               f"where <assignment> is one of: {', '.join(sorted(model))}.")
@@ -108,7 +105,7 @@ def discover(submissions: Path, model: dict) -> tuple[list[dict], list[str]]:
         except OSError as e:  # unreadable: this student's row says so, the others go on
             items.append(_problem(student, "", Status.GRADING_ERROR,
                                   f"could not read {student}/: {e.strerror or e}"))
-    if not any(i["assignment"] or i.get("problem", ("",))[0] == Status.SYMLINK for i in items):
+    if not any(i.assignment or (i.problem and i.problem[0] == Status.SYMLINK) for i in items):
         notebooks = sorted(str(p.relative_to(submissions)) for p in submissions.rglob("*.ipynb")
                            if not p.is_symlink())
         seen = f" It holds {', '.join(notebooks[:3])}" + (
@@ -118,12 +115,12 @@ def discover(submissions: Path, model: dict) -> tuple[list[dict], list[str]]:
     return items, warnings
 
 
-def _problem(student: str, assignment: str, status: str, detail: str) -> dict:
-    return {"student": student, "assignment": assignment, "path": "",
-            "problem": (status, detail)}
+def _problem(student: str, assignment: str, status: Status, detail: str) -> Submission:
+    return Submission(student, assignment, problem=(status, detail))
 
 
-def _student(folder: Path, student: str, model: dict, warnings: list[str]) -> list[dict]:
+def _student(folder: Path, student: str, model: dict[str, Assignment], warnings: list[str]
+             ) -> list[Submission]:
     items = []
     contents = [(n, e) for n, e in _entries(folder) if n not in IGNORED]
     for name, entry in contents:
@@ -149,25 +146,27 @@ def _student(folder: Path, student: str, model: dict, warnings: list[str]) -> li
                      f"no assignment folder in {student}/ (found {names})")]
 
 
-def _notebook_item(folder: Path, student: str, assignment: str, model: dict) -> dict:
-    nb_name = model[assignment]["notebook"] + ".ipynb"
-    item = {"student": student, "assignment": assignment, "path": str(folder / nb_name)}
+def _notebook_item(folder: Path, student: str, assignment: str,
+                   model: dict[str, Assignment]) -> Submission:
+    nb_name = model[assignment].notebook + ".ipynb"
+    where = f"{student}/{assignment}/{nb_name}"
     try:
         st = os.lstat(folder / nb_name)
     except FileNotFoundError:
         others = sorted(safe_id(n) for n, _ in _entries(folder) if n.endswith(".ipynb"))
-        item["problem"] = (Status.MISSING_NOTEBOOK, f"no {nb_name} in {student}/{assignment}/"
-                           + (f" (found {', '.join(others)})" if others else ""))
-        return item
+        return _problem(student, assignment, Status.MISSING_NOTEBOOK,
+                        f"no {nb_name} in {student}/{assignment}/"
+                        + (f" (found {', '.join(others)})" if others else ""))
     if stat.S_ISLNK(st.st_mode):
-        item["problem"] = (Status.SYMLINK, f"{student}/{assignment}/{nb_name} is a symbolic link; "
-                                           "links are not followed")
-    elif not stat.S_ISREG(st.st_mode):
-        item["problem"] = (Status.NOT_A_NOTEBOOK_FILE, f"{student}/{assignment}/{nb_name} is not "
-                                                       "a regular file")
-    elif st.st_size > MAX_NOTEBOOK_BYTES:
-        item["problem"] = (Status.INVALID_NOTEBOOK, f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-    return item
+        return _problem(student, assignment, Status.SYMLINK,
+                        f"{where} is a symbolic link; links are not followed")
+    if not stat.S_ISREG(st.st_mode):
+        return _problem(student, assignment, Status.NOT_A_NOTEBOOK_FILE,
+                        f"{where} is not a regular file")
+    if st.st_size > MAX_NOTEBOOK_BYTES:
+        return _problem(student, assignment, Status.INVALID_NOTEBOOK,
+                        f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    return Submission(student, assignment, str(folder / nb_name))
 
 
 def read_regular_file(path: str, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from grader.checks import check_source, split_regions
 from grader.errors import UsageError
+from grader.model import Assignment
 from grader.paths import gradebook_url, show
 
 
@@ -129,14 +130,13 @@ def seed(secret: bytes, student: str, assignment: str, cell: str, answers: str =
     return int.from_bytes(mac.digest()[:8], "big") % (2**31 - 1)
 
 
-def course_model(course: Path, build: Path) -> dict:
-    """For each assignment: its cells as the instructor wrote them (the hidden tests in),
-    as students got them, its kernel, test cells and points. JSON-serializable: each grading
-    job gets its assignment's part."""
+def course_model(course: Path, build: Path) -> dict[str, Assignment]:
+    """Each assignment by name: its cells as the instructor wrote them (the hidden tests in),
+    as students got them, its kernel, test cells and points."""
     import nbformat
     from nbgrader.api import Gradebook
 
-    model, names = {}, assignment_names(course)
+    found, names = {}, assignment_names(course)
     with Gradebook(gradebook_url(build)) as gb:
         for assignment in gb.assignments:
             if assignment.name not in names:  # released once, since removed from source/
@@ -146,15 +146,13 @@ def course_model(course: Path, build: Path) -> dict:
                                  f"{len(assignment.notebooks)} notebooks; expected one")
             nb = assignment.notebooks[0]
             stored = {c.name: c.source for c in nb.source_cells}
-            model[assignment.name] = {"notebook": nb.name,
-                                      "points": {c.name: float(c.max_score)
-                                                 for c in nb.grade_cells},
-                                      "stored": stored}
-    for name, m in model.items():
-        m["source_file"] = str(build / "source" / name / f"{m['notebook']}.ipynb")
-        source = nbformat.read(m["source_file"], as_version=4)
-        released = nbformat.read(build / "release" / name / f"{m['notebook']}.ipynb",
-                                 as_version=4)
+            found[assignment.name] = (nb.name, {c.name: float(c.max_score)
+                                                for c in nb.grade_cells}, stored)
+    model = {}
+    for name, (notebook, points, stored) in found.items():
+        source_file = str(build / "source" / name / f"{notebook}.ipynb")
+        source = nbformat.read(source_file, as_version=4)
+        released = nbformat.read(build / "release" / name / f"{notebook}.ipynb", as_version=4)
         cells, tests, hidden, checks = [], [], [], {}
         for cell in source.cells:
             cell = copy.deepcopy(cell)
@@ -162,7 +160,7 @@ def course_model(course: Path, build: Path) -> dict:
                 cell.outputs, cell.execution_count = [], None
             meta = cell.metadata.get("nbgrader") or {}
             gid = meta.get("grade_id")
-            if gid and meta.get("locked") and m["stored"].get(gid, cell.source) != cell.source:
+            if gid and meta.get("locked") and stored.get(gid, cell.source) != cell.source:
                 raise UsageError(f"{name}: cell {gid} differs between build/source and the "
                                  "gradebook; run `make release` again")
             if gid and meta.get("grade") and cell.cell_type == "code":
@@ -170,9 +168,9 @@ def course_model(course: Path, build: Path) -> dict:
                 check = check_source(cell.source)
                 if check is not None and not _visible_part(cell.source):
                     hidden.append(gid)
-                if check is not None and m["points"].get(gid):  # 0 points: stand-ins only
+                if check is not None and points.get(gid):  # 0 points: stand-ins only
                     checks[gid] = check
-                elif m["points"].get(gid):
+                elif points.get(gid):
                     raise UsageError(
                         f"{name}: test cell {gid} has no check. Its points are given by the "
                         "observations of its hidden region (### BEGIN HIDDEN TESTS), compared "
@@ -182,11 +180,12 @@ def course_model(course: Path, build: Path) -> dict:
         kernelspec = dict(source.metadata.get("kernelspec", {}))
         if not kernelspec.get("name"):
             raise UsageError(f"{name}: the source notebook names no kernel")
-        del m["stored"]
-        m.update(cells=cells, tests=tests, hidden=hidden, checks=checks, kernelspec=kernelspec,
-                 kernel=kernelspec["name"], max_score=sum(m["points"].values()),
-                 released={c.metadata.nbgrader["grade_id"]: c for c in released.cells
-                           if (c.metadata.get("nbgrader") or {}).get("grade_id")})
+        model[name] = Assignment(
+            name=name, notebook=notebook, points=points, cells=cells,
+            released={c.metadata.nbgrader["grade_id"]: c for c in released.cells
+                      if (c.metadata.get("nbgrader") or {}).get("grade_id")},
+            tests=tests, hidden=hidden, checks=checks, kernelspec=kernelspec,
+            source_file=source_file)
     return model
 
 

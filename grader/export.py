@@ -77,7 +77,7 @@ def export(course: Path, build: Path, lms: str, roster_path: Path) -> int:
             writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
                              *assignments])
             writer.writerow(["    Points Possible", "", "", "", "",
-                             *(report.fmt(model[a]["max_score"]) for a in assignments)])
+                             *(report.fmt(model[a].max_score) for a in assignments)])
             for p in roster:
                 writer.writerow([_text(p["name"]), "", _text(p["lms_id"]), "",
                                  _text(p.get("section", "")),

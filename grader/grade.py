@@ -25,7 +25,7 @@ from grader.course import course_model, ensure_release, grading_secret, load_con
 from grader.errors import UsageError
 from grader.job import feedback_on_worker, zero_result
 from grader.job import judge as job_judge
-from grader.model import ReferenceRun, Result, Status
+from grader.model import Assignment, Job, ReferenceRun, Result, Status, Submission
 from grader.paths import ROOT, show
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
@@ -120,9 +120,9 @@ def clamp_cells(result: Result, points: dict) -> dict:
     return cells
 
 
-def write_artifacts(build: Path, r: Result, model: dict) -> None:
+def write_artifacts(build: Path, r: Result, model: dict[str, Assignment]) -> None:
     """The autograded notebook, the feedback page and the logs of one submission."""
-    name = model[r.assignment]["notebook"] if r.assignment in model else r.assignment
+    name = model[r.assignment].notebook if r.assignment in model else r.assignment
     where = Path(r.student) / (r.assignment or gradebook.NO_ASSIGNMENT)
     for kind, text in (("autograded", r.autograded), ("feedback", r.feedback)):
         folder = build / kind / where
@@ -151,8 +151,8 @@ class Run:
     build: Path
     settings: dict  # grader/config.py's grading_settings
     rules: dict  # the deadlines (grader/late.py)
-    model: dict  # the course model (grader/course.py)
-    items: list[dict]  # the submissions found (grader/collect.py)
+    model: dict[str, Assignment]  # by name (grader/course.py)
+    submissions: list[Submission]  # found by grader/collect.py
     kernels: dict
     box: dict  # the sandbox (plan_sandbox)
     secret: bytes
@@ -188,16 +188,16 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
     items, warnings = collect.discover(submissions.resolve(), model)
     if students:  # regrade these; everyone else's rows stay as they are
         wanted = set(students)
-        known = sorted({i["student"] for i in items})
+        known = sorted({i.student for i in items})
         missing = sorted(wanted - set(known))
         if missing:  # a typo would grade nobody and look like success
             raise UsageError(f"grade: STUDENTS names {', '.join(map(report.escape_text, missing))}"
                              f", who handed in nothing in {show(submissions)}; its students "
                              f"are: {', '.join(map(report.escape_text, known)) or 'none'}")
-        items = [i for i in items if i["student"] in wanted]
+        items = [i for i in items if i.student in wanted]
     for w in warnings:
         print(f"grade: warning: {report.escape_text(w)}", flush=True)
-    kernels = {m["kernel"]: kernel_setup(m["kernel"], unsandboxed or
+    kernels = {m.kernel: kernel_setup(m.kernel, unsandboxed or
                                          settings["allow_unsandboxed"])
                for m in model.values()}
     hidden = sorted({str(ROOT), str(build.resolve()), str(submissions.resolve()),
@@ -219,50 +219,54 @@ class Verdicts:
         self.run = run
         self.results: list[Result] = []
         self.expected: dict[str, ReferenceRun] = {}  # assignment -> its reference run
-        self.waiting: dict[str, list] = {}  # assignment -> (item, result) that ran before it
-        self.items: dict[str, dict] = {}  # job key -> its submission
-        self.shown = progress.Progress(len(run.items))
+        self.waiting: dict[str, list] = {}  # assignment -> (job, result) that ran before it
+        self.jobs: dict[str, Job] = {}  # by key
+        self.shown = progress.Progress(len(run.submissions))
 
     def done(self, key: str, result) -> None:
         """What a job returned (or the exception its worker died of)."""
         if key.startswith("reference-"):
             name = key.removeprefix("reference-")
             self.expected[name] = reference_result(name, result)
-            for item, waited in self.waiting.pop(name, []):
-                self.judged(item, waited)
+            for job, waited in self.waiting.pop(name, []):
+                self.judged(job, waited)
             return
-        item = self.items[key]
+        job = self.jobs[key]
+        sub = job.submission
         if isinstance(result, Exception):  # a worker died too often, or a bug of ours
             why = ("the worker grading it died, each time it was tried (a worker is "
                    f"restarted when it passes {cluster.MEMORY_LIMIT})"
                    if type(result).__name__ == "KilledWorker" else
                    f"{type(result).__name__}: {str(result)[:200]}")
-            self.finish(item, zero_result(item, Status.GRADING_ERROR, why,
-                                          self.run.model[item["assignment"]]["points"]))
-        elif item["assignment"] in self.expected:
-            self.judged(item, result)
+            self.finish(zero_result(sub.student, sub.assignment, Status.GRADING_ERROR, why,
+                                    self.run.model[sub.assignment].points), job)
+        elif sub.assignment in self.expected:
+            self.judged(job, result)
         else:
-            self.waiting.setdefault(item["assignment"], []).append((item, result))
+            self.waiting.setdefault(sub.assignment, []).append((job, result))
 
-    def judged(self, item: dict, result: Result) -> None:
-        ref = self.expected[item["assignment"]]
-        m = self.run.model[item["assignment"]]
+    def judged(self, job: Job, result: Result) -> None:
+        sub = job.submission
+        ref = self.expected[sub.assignment]
+        m = self.run.model[sub.assignment]
         if ref.problem:
-            result = zero_result(item, Status.GRADING_ERROR, ref.problem, m["points"])
+            result = zero_result(sub.student, sub.assignment, Status.GRADING_ERROR, ref.problem,
+                                 m.points)
         else:
-            result = job_judge(result, course_part(m), ref.reports[item["key"]])
-        self.finish(item, result)
+            result = job_judge(result, m, ref.reports[job.key])
+        self.finish(result, job)
 
-    def finish(self, item: dict, result: Result) -> None:
+    def finish(self, result: Result, job: Job | None = None) -> None:
+        """`job`: the run it came from; None for a submission that could not run."""
         m = self.run.model.get(result.assignment)
         if m:
-            result.cells = clamp_cells(result, m["points"])
+            result.cells = clamp_cells(result, m.points)
             # the one computation of the penalty: the progress line, the page, the gradebook
             # (hence grades.csv and the exports) all show this number
             result.late = late.assess(self.run.rules, result.assignment,
-                                      item.get("timestamp"), result.score)
-            if item.get("timestamp_problem"):
-                result.detail.append(item["timestamp_problem"])
+                                      job.timestamp if job else None, result.score)
+            if job and job.timestamp_problem:
+                result.detail.append(job.timestamp_problem)
         if self.run.box["bwrap"] is None and Status.UNSANDBOXED not in result.status:
             result.flag(Status.UNSANDBOXED, "graded without the sandbox, as asked", first=True)
         self.results.append(result)
@@ -277,16 +281,14 @@ def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
     snapshot = gradebook_file.read_bytes()  # what it must still be when the jobs are done
     start = time.monotonic()
     references = reference_jobs(run, planned)
-    for key, _, item, _ in planned:
-        item["key"] = key
-        verdicts.items[key] = item
+    verdicts.jobs = {job.key: job for job in planned}
     pool = cluster.Pool(jobs, scheduler, run.settings["timeouts"])
     print(f"grade: running on {pool.where}", flush=True)
     try:
         verdicts.shown.watch(pool)
         # The references first, so that they are in by the time most students' runs are;
         # the students' runs do not wait for them, only their verdicts do.
-        stream = [*references, *((key, label, job) for key, label, _, job in planned)]
+        stream = [*references, *((job.key, job.label, job.spec) for job in planned)]
         pool.run(iter(stream), verdicts.done, window=pool.workers())
         render_pages(run, verdicts.results, pool)
     finally:
@@ -304,7 +306,7 @@ def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
 def render_pages(run: Run, results: list[Result], pool) -> None:
     """Each feedback page, rendered on a worker once the verdicts and the penalty are in."""
     pages = [(f"page-{n}", f"{r.student}/{r.assignment}",
-              {"course": course_part(run.model[r.assignment]), "result": r})
+              {"course": run.model[r.assignment], "result": r})
              for n, r in enumerate(results) if r.autograded is not None]
     by_key = {key: job["result"] for key, _, job in pages}
 
@@ -314,7 +316,7 @@ def render_pages(run: Run, results: list[Result], pool) -> None:
             r.feedback, r.status, r.detail, r.review = (page.feedback, page.status,
                                                         page.detail, page.review)
         else:  # the worker died rendering it, or a bug of ours: the plain page
-            r.feedback = report.feedback_stub(r, course_part(run.model[r.assignment]))
+            r.feedback = report.feedback_stub(r, run.model[r.assignment])
     pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
 
 
@@ -357,38 +359,34 @@ def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
           f"{show(build / 'grades.csv')}, feedback in {show(build / 'feedback')}", flush=True)
 
 
-def plan_jobs(run: Run, finish) -> list[tuple[str, str, dict, dict]]:
-    """(key, label, item, job) for each submission to run, its notebook read once, as it
-    is submitted; those that cannot run are finished here with a row saying why."""
+def plan_jobs(run: Run, finish) -> list[Job]:
+    """A Job for each submission to run, its notebook read once, as it is submitted; those
+    that cannot run are finished here with a row saying why."""
     planned = []
-    for n, item in enumerate(run.items):
-        m = run.model.get(item["assignment"])
-        if "problem" in item:
-            finish(item, zero_result(item, *item["problem"], m["points"] if m else None))
+    for n, sub in enumerate(run.submissions):
+        m = run.model.get(sub.assignment)
+        if sub.problem:
+            finish(zero_result(sub.student, sub.assignment, *sub.problem,
+                               m.points if m else None))
             continue
         try:
-            data = collect.read_regular_file(item["path"])
+            data = collect.read_regular_file(sub.path)
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or e
-            finish(item, zero_result(item, Status.NOT_A_NOTEBOOK_FILE,
-                                     f"could not read the notebook: {why}", m["points"]))
+            finish(zero_result(sub.student, sub.assignment, Status.NOT_A_NOTEBOOK_FILE,
+                               f"could not read the notebook: {why}", m.points))
             continue
-        item["timestamp"], item["timestamp_problem"] = late.read_timestamp(
-            os.path.dirname(item["path"]))
+        timestamp, timestamp_problem = late.read_timestamp(os.path.dirname(sub.path))
         answers = hashlib.sha256(data).hexdigest()
-        job = {"student": item["student"], "assignment": item["assignment"],
-               "notebook": base64.b64encode(data).decode(), "course": course_part(m),
-               "limits": run.settings["limits"], "timeouts": run.settings["timeouts"],
-               "seeds": {gid: seed(run.secret, item["student"], item["assignment"], gid,
-                                   answers) for gid in m["tests"]},
-               "sandbox": sandbox_part(run.box, run.settings, run.kernels[m["kernel"]])}
-        planned.append((f"grade-{n}", f"{item['student']}/{item['assignment']}", item, job))
+        spec = {"student": sub.student, "assignment": sub.assignment,
+                "notebook": base64.b64encode(data).decode(), "course": m.to_json(),
+                "limits": run.settings["limits"], "timeouts": run.settings["timeouts"],
+                "seeds": {gid: seed(run.secret, sub.student, sub.assignment, gid, answers)
+                          for gid in m.tests},
+                "sandbox": sandbox_part(run.box, run.settings, run.kernels[m.kernel])}
+        planned.append(Job(f"grade-{n}", f"{sub.student}/{sub.assignment}", sub, spec,
+                           timestamp, timestamp_problem))
     return planned
-
-
-def course_part(m: dict) -> dict:
-    return {k: m[k] for k in ("notebook", "points", "cells", "released", "tests", "hidden",
-                              "checks", "kernelspec", "max_score")}
 
 
 def sandbox_part(box: dict, settings: dict, kernel: dict) -> dict:
@@ -396,21 +394,21 @@ def sandbox_part(box: dict, settings: dict, kernel: dict) -> dict:
             **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}
 
 
-def reference_jobs(run: Run, planned: list) -> list[tuple[str, str, dict]]:
+def reference_jobs(run: Run, planned: list[Job]) -> list[tuple[str, str, dict]]:
     """(key, label, job) of each assignment's reference run: the source notebook once, its
     checks for every submission's seeds."""
     wanted: dict[str, list] = {}
-    for key, _, item, job in planned:
-        wanted.setdefault(item["assignment"], []).append((key, job["seeds"]))
+    for job in planned:
+        wanted.setdefault(job.submission.assignment, []).append((job.key, job.spec["seeds"]))
     jobs = []
     for name, seed_sets in sorted(wanted.items()):
         m = run.model[name]
         jobs.append((f"reference-{name}", f"reference/{name}", {
             "reference": True, "student": "(reference)", "assignment": name,
-            "notebook": base64.b64encode(Path(m["source_file"]).read_bytes()).decode(),
-            "course": course_part(m), "limits": run.settings["limits"],
+            "notebook": base64.b64encode(Path(m.source_file).read_bytes()).decode(),
+            "course": m.to_json(), "limits": run.settings["limits"],
             "timeouts": run.settings["timeouts"], "seed_sets": seed_sets,
-            "sandbox": sandbox_part(run.box, run.settings, run.kernels[m["kernel"]])}))
+            "sandbox": sandbox_part(run.box, run.settings, run.kernels[m.kernel])}))
     return jobs
 
 

@@ -15,16 +15,16 @@ import re
 from pathlib import Path
 
 from grader import report
-from grader.model import Lateness, Result, Status
+from grader.model import Assignment, Lateness, Result, Status
 from grader.paths import gradebook_url
 
 NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
 EXERCISE = re.compile(r"^(ex\d+)-")  # test cells count toward the exercise their id names
 
 
-def exercises(model: dict) -> list[str]:
+def exercises(model: dict[str, Assignment]) -> list[str]:
     """The per-exercise columns: ex1, ex2, ... from the test cells' grade ids."""
-    found = {m.group(1) for a in model.values() for gid in a["points"]
+    found = {m.group(1) for a in model.values() for gid in a.points
              if (m := EXERCISE.match(gid))}
     return sorted(found, key=lambda e: int(e[2:]))
 
@@ -42,7 +42,7 @@ def by_exercise(cells: dict, points: dict) -> dict[str, float]:
 STORED = ("student", "assignment", "status", "detail", "review", "late", "seconds")
 
 
-def record(build: Path, results: list[Result], model: dict) -> None:
+def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> None:
     """Write results into the gradebook and the result files, in sorted order."""
     import warnings
 
@@ -61,7 +61,7 @@ def record(build: Path, results: list[Result], model: dict) -> None:
             timestamp = r.late and r.late.timestamp
             timestamp = parse_utc(timestamp) if timestamp else None
             sub = gb.update_or_create_submission(r.assignment, r.student, timestamp=timestamp)
-            nb = gb.find_submission_notebook(model[r.assignment]["notebook"], r.assignment,
+            nb = gb.find_submission_notebook(model[r.assignment].notebook, r.assignment,
                                              r.student)
             for grade in nb.grades:
                 if grade.name in r.cells:
@@ -88,7 +88,7 @@ def stored(build: Path) -> list[Result]:
     return found
 
 
-def rows(build: Path, model: dict) -> list[dict]:
+def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
     """grades.csv's rows: every submission and every student the gradebook knows."""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -110,7 +110,7 @@ def rows(build: Path, model: dict) -> list[dict]:
                    "review": "; ".join(r.review), "late": "", "detail": "; ".join(r.detail)}
             if a in model:
                 try:
-                    nb = gb.find_submission_notebook(model[a]["notebook"], a, student)
+                    nb = gb.find_submission_notebook(model[a].notebook, a, student)
                 except MissingEntry:
                     nb = None
                 if nb is not None:
@@ -118,7 +118,7 @@ def rows(build: Path, model: dict) -> list[dict]:
                     cells = {g.name: g.score for g in nb.grades}
                     row["score"] = report.fmt(max(nb.score - penalty, 0.0))
                     row["max_score"] = report.fmt(nb.max_score)
-                    for ex, points in by_exercise(cells, model[a]["points"]).items():
+                    for ex, points in by_exercise(cells, model[a].points).items():
                         row[ex] = report.fmt(points)
                 if r.late and r.late.seconds:
                     row["late"] = late_text(r.late)

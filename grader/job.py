@@ -31,7 +31,7 @@ from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
-from grader.model import ReferenceRun, Result, Status
+from grader.model import Assignment, ReferenceRun, Result, Status
 from grader.paths import ROOT
 
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
@@ -61,10 +61,10 @@ def parse_notebook(data: bytes):
     return nb, None
 
 
-def plan_cells(nb, course: dict, seeds: dict) -> tuple[dict, list[tuple[str, str]]]:
+def plan_cells(nb, course: Assignment, seeds: dict) -> tuple[dict, list[tuple[str, str]]]:
     """What the grader does around each cell, and the student's code cells to audit."""
-    known = {restore.grade_id(c) for c in course["cells"] if restore.grade_id(c)}
-    locked = {restore.grade_id(c) for c in course["cells"]
+    known = {restore.grade_id(c) for c in course.cells if restore.grade_id(c)}
+    locked = {restore.grade_id(c) for c in course.cells
               if (c.metadata.get("nbgrader") or {}).get("locked")}
     plan, student = {}, []
     for i, cell in enumerate(nb.cells):
@@ -75,20 +75,20 @@ def plan_cells(nb, course: dict, seeds: dict) -> tuple[dict, list[tuple[str, str
             tree = audit.parse(cell.source)
             plan[i] = {"course": True, "binds": audit.bound_names(cell.source),
                        "imports": sorted(audit.imports(tree)) if tree else [],
-                       "test": gid in course["tests"], "seed": seeds.get(gid, 0)}
+                       "test": gid in course.tests, "seed": seeds.get(gid, 0)}
         else:
             student.append((gid if gid in known else f"cell {i}", cell.source))
     return plan, student
 
 
-def verdicts(course: dict, reports: dict, expected: dict) -> tuple[dict, dict, list[str]]:
+def verdicts(course: Assignment, reports: dict, expected: dict) -> tuple[dict, dict, list[str]]:
     """(points per test cell, what failed per cell, problems of the course's own checks):
     a cell's points when its check's observations pass against the reference's
     (grader/checks.py); nothing the kernel says about a cell's status counts."""
-    scores = dict.fromkeys(course["points"], 0.0)
+    scores = dict.fromkeys(course.points, 0.0)
     failed, problems = {}, []
-    for gid in course["points"]:
-        if gid not in course["checks"]:
+    for gid in course.points:
+        if gid not in course.checks:
             continue
         reference = expected.get(gid)
         why = checks.reference_problem(reference) if reference else "no reference report"
@@ -102,7 +102,7 @@ def verdicts(course: dict, reports: dict, expected: dict) -> tuple[dict, dict, l
             continue
         passed, failed_keys = checks.judge(reference, checks.parse_report(text))
         if passed:
-            scores[gid] = course["points"][gid]
+            scores[gid] = course.points[gid]
         else:
             failed[gid] = failed_keys
     return scores, failed, problems
@@ -116,19 +116,20 @@ def _drain(fd: int, sink: bytearray) -> None:
             del sink[:-LOG_TAIL]
 
 
-def new_result(job: dict, points: dict | None = None) -> Result:
+def new_result(student: str, assignment: str, points: dict | None = None) -> Result:
     """A result before anything has run: every cell at 0, no status yet."""
-    return Result(job["student"], job["assignment"], cells=dict.fromkeys(points or {}, 0.0))
+    return Result(student, assignment, cells=dict.fromkeys(points or {}, 0.0))
 
 
-def zero_result(item: dict, status: Status, detail: str, points: dict | None = None) -> Result:
+def zero_result(student: str, assignment: str, status: Status, detail: str,
+                points: dict | None = None) -> Result:
     """The result of a submission that scores nothing: `status` and why."""
-    result = new_result(item, points)
+    result = new_result(student, assignment, points)
     result.flag(status, detail)
     return result
 
 
-def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], logger,
+def _execute(job: dict, course: Assignment, nb, plan: dict, seed_sets: list[dict], logger,
              result: Result):
     """The assembled notebook run in its sandboxed kernel, then the checks once per seed
     set: the GradingClient, or None (and a grading error in `result`)."""
@@ -149,11 +150,11 @@ def _execute(job: dict, course: dict, nb, plan: dict, seed_sets: list[dict], log
         spec_file.chmod(0o600)
         argv = sandbox.kernel_argv(str(spec_file), box["kernel_argv"],
                                    as_root=box["uid"] is not None)
-        code = [c.source for c in course["cells"] if c.cell_type == "code"]
+        code = [c.source for c in course.cells if c.cell_type == "code"]
         client = GradingClient(
             nb, kernel_manager(argv, str(ipc)), plan=plan, guard_source=GUARD_SOURCE,
             guard_config={"modules": audit.modules_used(code)},
-            checks=[(gid, src) for gid, src in course["checks"].items()],
+            checks=[(gid, src) for gid, src in course.checks.items()],
             seed_sets=seed_sets, observe_source=OBSERVE_SOURCE,
             max_output_chars=limits["max_output_chars"],
             max_notebook_chars=limits["max_notebook_output_chars"],
@@ -194,21 +195,12 @@ def _job_logger():
     return logger, close
 
 
-def _course_cells(course: dict) -> dict:
-    import nbformat
-
-    course = dict(course)
-    course["cells"] = [nbformat.from_dict(c) for c in course["cells"]]
-    course["released"] = {k: nbformat.from_dict(c) for k, c in course["released"].items()}
-    return course
-
-
 def run(job: dict) -> Result:
     """A student's submission: its notebook run, and what its checks reported (judged by
     judge() against the reference's reports for the same seeds)."""
     start = time.monotonic()
-    course = _course_cells(job["course"])
-    result = new_result(job, course["points"])
+    course = Assignment.from_json(job["course"])
+    result = new_result(job["student"], job["assignment"], course.points)
     logger, close_log = _job_logger()
 
     def finish():
@@ -224,7 +216,7 @@ def run(job: dict) -> Result:
         return finish()
     nb, events = restore.assemble(student_nb, course)
     plan, student_cells = plan_cells(nb, course, job["seeds"])
-    result.review += audit.audit(student_cells, [c.source for c in course["cells"]
+    result.review += audit.audit(student_cells, [c.source for c in course.cells
                                                     if c.cell_type == "code"])
     client = _execute(job, course, nb, plan, [job["seeds"]], logger, result)
     if client is None:
@@ -239,7 +231,7 @@ def run(job: dict) -> Result:
     return finish()
 
 
-def judge(result: Result, course: dict, expected: dict) -> Result:
+def judge(result: Result, course: Assignment, expected: dict) -> Result:
     """The verdicts of a result that ran, against the reference's reports for its seeds."""
     reports, result.reports = result.reports, None
     if reports is None:  # it never ran: its row already says why
@@ -251,15 +243,15 @@ def judge(result: Result, course: dict, expected: dict) -> Result:
     return result
 
 
-def feedback_on_worker(job: dict) -> Result:
-    """What a grading worker runs for a page: {"course", "result"} in; the result out with
-    its page, and the status and detail the rendering added (a cut, a plain page), without
-    the notebook and logs the client already has."""
-    result = add_feedback(job, job["result"])
+def feedback_on_worker(page: dict) -> Result:
+    """What a grading worker runs for a page: {"course": an Assignment, "result"} in; the
+    result out with its page, and the status and detail the rendering added (a cut, a plain
+    page), without the notebook and logs the client already has."""
+    result = add_feedback(page["course"], page["result"])
     return replace(result, autograded=None, kernel_log="", job_log="")
 
 
-def add_feedback(job: dict, result: Result) -> Result:
+def add_feedback(course: Assignment, result: Result) -> Result:
     """The student's page, rendered from the notebook as it ran and the verdicts (in a
     helper process of its own, with limits: grader/render.py)."""
     import nbformat
@@ -268,7 +260,7 @@ def add_feedback(job: dict, result: Result) -> Result:
         result.feedback = report.feedback_stub(result)
         return result
     nb = nbformat.reads(result.autograded, as_version=4)
-    result.feedback = clean(report.feedback_html(nb, result, _course_cells(job["course"])))
+    result.feedback = clean(report.feedback_html(nb, result, course))
     return result
 
 
@@ -307,7 +299,8 @@ def run_bounded(job: dict) -> Result | ReferenceRun:
                f"({proc.stderr.decode(errors='replace').strip()[-200:]})")
     if job.get("reference"):
         return ReferenceRun(problem=f"the reference solution could not be run: {why}")
-    return zero_result(job, Status.GRADING_ERROR, why, job["course"]["points"])
+    return zero_result(job["student"], job["assignment"], Status.GRADING_ERROR, why,
+                       job["course"]["points"])
 
 
 def main() -> int:
@@ -328,9 +321,9 @@ def main() -> int:
 def run_reference(job: dict) -> ReferenceRun:
     """The reference solution (the source notebook) run once, its checks once for each
     submission's seeds: reports by job key, {grade id: parsed report} each."""
-    course = _course_cells(job["course"])
+    course = Assignment.from_json(job["course"])
     logger, close_log = _job_logger()
-    result = new_result(job, course["points"])
+    result = new_result(job["student"], job["assignment"], course.points)
     nb_source, problem = parse_notebook(base64.b64decode(job["notebook"]))
     if problem:
         return ReferenceRun(problem=f"the source notebook: {problem[1]}")
@@ -391,8 +384,9 @@ def run_on_worker(job: dict) -> Result | ReferenceRun:
                                           f"grading job failed: {type(e).__name__}: "
                                           f"{str(e)[:300]}")
         else:
-            result = zero_result(job, Status.GRADING_ERROR, f"the grading job failed: "
-                                 f"{type(e).__name__}: {str(e)[:300]}", job["course"]["points"])
+            result = zero_result(job["student"], job["assignment"], Status.GRADING_ERROR,
+                                 f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
+                                 job["course"]["points"])
     finally:
         if uid is not None:
             left = sandbox.sweep(uid)

@@ -1,10 +1,12 @@
-"""What flows between the grader's modules: a submission's Result (its Lateness with it),
-a reference solution's run, and the statuses a row can carry.
+"""What flows between the grader's modules: the course's Assignments, a Submission found in
+SUBMISSIONS, the Job that grades it, its Result (its Lateness with it), a reference
+solution's run, and the statuses a row can carry.
 
 A status is a str (StrEnum), so it is written to grades.csv, JSON and the feedback page as
 the words instructors read, and compares equal to them; the order below is the order a
-row lists them in (the most important first). A Result crosses a process boundary as JSON
-(the job's own process, grader/job.py): to_json and from_json are its one encoding.
+row lists them in (the most important first). An Assignment and a Result cross process
+boundaries as JSON (to a worker, into the job's own process: grader/job.py): to_json and
+from_json are their one encoding.
 """
 
 from __future__ import annotations
@@ -66,6 +68,70 @@ MEANINGS = {
     Status.FEEDBACK_PLAIN: "the feedback page could not be rendered in full and is plain "
                            "text (`detail` says why)",
 }
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One assignment of the course (grader/course.py's course_model): its notebook as the
+    instructor wrote it (hidden tests in) and as students got it, its test cells with their
+    points and checks, and its kernel. Cells are nbformat nodes."""
+
+    name: str
+    notebook: str  # the notebook's file name, without .ipynb
+    points: dict[str, float]  # grade id of each test cell -> its points
+    cells: list  # the source notebook's cells, outputs cleared
+    released: dict  # grade id -> the cell as students got it
+    tests: list[str]  # grade ids of the test cells, in order
+    hidden: list[str]  # those whose check is all hidden (no visible part)
+    checks: dict[str, str]  # grade id -> its check's source (grader/observe.py)
+    kernelspec: dict
+    source_file: str  # the source notebook in the build folder (the reference solution)
+
+    @property
+    def kernel(self) -> str:
+        return self.kernelspec["name"]
+
+    @property
+    def max_score(self) -> float:
+        return sum(self.points.values())
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # nodes are dicts
+
+    @classmethod
+    def from_json(cls, data: dict) -> Assignment:
+        import nbformat
+
+        return cls(**{**data, "cells": [nbformat.from_dict(c) for c in data["cells"]],
+                      "released": {k: nbformat.from_dict(c)
+                                   for k, c in data["released"].items()}})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's assignment folder as grader/collect.py found it: the notebook to read
+    (later, with collect.read_regular_file), or the status and detail that say why it
+    cannot be graded."""
+
+    student: str
+    assignment: str  # "" when the student's folder holds no assignment
+    path: str = ""
+    problem: tuple[Status, str] | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A submission on its way to a worker (grader/grade.py's plan): its key and label on the
+    cluster, when it was handed in (late.read_timestamp), and `spec`, what the worker's
+    grader/job.py runs. The spec is the one plain dict: it is written as JSON into the job's
+    own process."""
+
+    key: str
+    label: str
+    submission: Submission
+    spec: dict
+    timestamp: str | None = None
+    timestamp_problem: str | None = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ import threading
 import time
 
 from grader import report
-from grader.model import Result
+from grader.model import Assignment, Result
 
 QUIET_SECONDS = 20  # after this long without a finished submission, say what is running
 POLL_SECONDS = 5  # how often the background thread looks
@@ -33,14 +33,14 @@ class Progress:
         minutes = left * (sum(self.seconds) / len(self.seconds)) / workers / 60
         return f"about {minutes:.0f} min left" if minutes >= 1 else "under a minute left"
 
-    def done(self, result: Result, model: dict | None) -> None:
+    def done(self, result: Result, model: Assignment | None) -> None:
         with self._lock:
             self.count += 1
             self.last = time.monotonic()
             if result.seconds:
                 self.seconds.append(result.seconds)
             score = report.fmt(result.score - result.penalty) if model else "0"  # the row's
-            total = report.fmt(model["max_score"]) if model else "0"
+            total = report.fmt(model.max_score) if model else "0"
             width = len(str(self.total))
             flag = "  REVIEW" if result.review else ""
             print(f"[{self.count:>{width}}/{self.total}] "

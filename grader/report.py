@@ -39,7 +39,7 @@ import threading
 import time
 from pathlib import Path
 
-from grader.model import Result, Status
+from grader.model import Assignment, Result, Status
 from grader.paths import ROOT
 from grader.render import CSP_META
 
@@ -115,10 +115,10 @@ def _clean(value):
     return value
 
 
-def hidden_lines(course: dict) -> set[str]:
+def hidden_lines(course: Assignment) -> set[str]:
     """Lines only the hidden tests have (a line the students can see gives nothing away)."""
     hidden, shown = set(), set()
-    for cell in course["cells"]:
+    for cell in course.cells:
         inside = False
         for line in cell.source.splitlines():
             if "BEGIN HIDDEN TESTS" in line:
@@ -167,7 +167,7 @@ def _output_metadata(meta) -> dict:
     return kept
 
 
-def feedback_notebook(nb, result: Result, course: dict):
+def feedback_notebook(nb, result: Result, course: Assignment):
     """The notebook a student gets back: scores on the test cells, hidden tests reduced to
     their verdict and the course's descriptions of the checks that failed, nothing that quotes
     them, and no metadata of the student's but nbgrader's cell kinds and numeric image sizes."""
@@ -175,7 +175,7 @@ def feedback_notebook(nb, result: Result, course: dict):
     from nbformat.v4 import new_output
 
     fb = copy.deepcopy(nb)
-    fb.metadata = {"kernelspec": course["kernelspec"], "language_info": {"name": "python"}}
+    fb.metadata = {"kernelspec": course.kernelspec, "language_info": {"name": "python"}}
     secret = hidden_lines(course)
     for i, cell in enumerate(fb.cells):
         # The student wrote this metadata: no comment, score or points of theirs on the page.
@@ -183,12 +183,12 @@ def feedback_notebook(nb, result: Result, course: dict):
         meta = {k: meta[k] for k in NBGRADER_KEYS if k in meta} if isinstance(meta, dict) else {}
         gid = meta.get("grade_id") if isinstance(meta.get("grade_id"), str) else None
         if gid in result.cells:
-            meta["score"], meta["points"] = result.cells[gid], course["points"][gid]
+            meta["score"], meta["points"] = result.cells[gid], course.points[gid]
         cell.metadata = from_dict({"nbgrader": meta} if meta else {})
         if cell.cell_type != "code":
             continue
-        if gid in course["hidden"]:
-            score, points = result.cells[gid], course["points"][gid]
+        if gid in course.hidden:
+            score, points = result.cells[gid], course.points[gid]
             verdict = ("passed" if score == points else "failed") + \
                 f" ({fmt(score)} of {fmt(points)} points)"
             # Only the course's own words: the cell's outputs are the student's code's, and
@@ -349,7 +349,7 @@ def _render(fb: dict, resources: dict) -> tuple[str | None, str]:
     return None, f"could not be rendered ({escape_text(reply.get('error', ''))[:300]})"
 
 
-def feedback_html(nb, result: Result, course: dict) -> str:
+def feedback_html(nb, result: Result, course: Assignment) -> str:
     """The student's page; the score after the late penalty, which it names, as nbgrader's
     feedback does (result.late's, as grade.py's finish computed it for the row too).
     Rendered by a helper process within RENDER_SECONDS and RENDER_MEMORY; a plain page, said
@@ -364,8 +364,8 @@ def feedback_html(nb, result: Result, course: dict) -> str:
             f"characters of markdown in all)")
     fb = _clean(fb)  # plain JSON now, every string encodable
     score, late = result.score, result.penalty
-    resources = {"nbgrader": {"notebook": clean_text(str(course["notebook"])),
-                              "score": score - late, "max_score": course["max_score"],
+    resources = {"nbgrader": {"notebook": clean_text(str(course.notebook)),
+                              "score": score - late, "max_score": course.max_score,
                               "late_penalty": late}}
     page, why = _render(fb, resources)
     if page is not None:
@@ -402,7 +402,7 @@ def _plain_cells(fb) -> str:
     return "\n".join(parts)
 
 
-def feedback_stub(result: Result, course: dict | None = None, fb=None) -> str:
+def feedback_stub(result: Result, course: Assignment | None = None, fb=None) -> str:
     """Feedback in plain HTML, everything escaped: why the submission could not be run (score
     0), or, with the course, the score and each test cell's verdict, and with the feedback
     notebook (feedback_notebook's) its cells as text, when its page could not be rendered."""
@@ -414,12 +414,12 @@ def feedback_stub(result: Result, course: dict | None = None, fb=None) -> str:
         parts.append("<p>Score: 0</p>")
     else:
         score, late = result.score, result.penalty
-        parts.append(f"<p>Score: {fmt(score - late)} / {fmt(course['max_score'])}"
+        parts.append(f"<p>Score: {fmt(score - late)} / {fmt(course.max_score)}"
                      + (f" (late submission penalty: -{fmt(late)})" if late > 0 else "")
                      + "</p>")
         parts.append("<ul>" + "".join(
             f"<li>{html.escape(escape_text(gid))}: {fmt(result.cells.get(gid, 0.0))} of "
-            f"{fmt(points)} points</li>" for gid, points in course["points"].items()) + "</ul>")
+            f"{fmt(points)} points</li>" for gid, points in course.points.items()) + "</ul>")
     if fb is not None:
         parts.append(_plain_cells(fb))
     return clean_text(

@@ -20,7 +20,7 @@ import copy
 
 import nbformat
 
-from grader.model import Status
+from grader.model import Assignment, Status
 
 
 def grade_id(cell) -> str | None:
@@ -35,14 +35,14 @@ def _shape(cell) -> tuple:
             sorted(meta.get("tags", [])), sorted(nbg.items()))
 
 
-def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.NotebookNode,
+def assemble(student: nbformat.NotebookNode, course: Assignment) -> tuple[nbformat.NotebookNode,
                                                                     list[tuple[str, str]]]:
     """(the notebook to grade, [(status, detail), ...]) from a student's parsed notebook.
 
-    `course` holds `cells`: the instructor's cells with hidden tests, in order; `released`:
-    grade id -> the cell as students got it; `kernelspec`.
+    From `course`: its cells as the instructor wrote them (hidden tests in), in order, and
+    as students got them; its kernelspec.
     """
-    source_cells = course["cells"]
+    source_cells = course.cells
     known = {grade_id(c): c for c in source_cells if grade_id(c)}
     order = [gid for gid in (grade_id(c) for c in source_cells) if gid]
     locked = {gid for gid, c in known.items() if c.metadata.nbgrader.get("locked")}
@@ -61,7 +61,7 @@ def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.Not
             continue
         seen.add(gid)
         if gid in locked:
-            released = course["released"].get(gid, known[gid])
+            released = course.released.get(gid, known[gid])
             if _shape(cell) != _shape(released):
                 edited.append(f"{gid} (edited)")
             out.append(_fresh(released))
@@ -80,7 +80,7 @@ def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.Not
             if where is not None:
                 at = where + 1
                 break
-        out.insert(at, _fresh(course["released"].get(gid, known[gid])))
+        out.insert(at, _fresh(course.released.get(gid, known[gid])))
         seen.add(gid)
     events = []
     # in the course's order, so the detail reads like the notebook
@@ -90,7 +90,7 @@ def assemble(student: nbformat.NotebookNode, course: dict) -> tuple[nbformat.Not
     if dropped:
         events.append((Status.CELLS_DROPPED, "dropped cells: " + ", ".join(dropped)))
     nb = nbformat.v4.new_notebook(cells=out, metadata={
-        "kernelspec": course["kernelspec"], "language_info": {"name": "python"}})
+        "kernelspec": course.kernelspec, "language_info": {"name": "python"}})
     return nb, events
 
 

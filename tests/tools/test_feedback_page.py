@@ -18,7 +18,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from grader import report
-from grader.model import Result, Status
+from grader.model import Assignment, Result, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,9 +53,10 @@ def course_cells():
     ]
 
 
-COURSE = {"notebook": "squares", "points": {"ex1-visible": 1.0, "ex1-hidden": 2.0},
-          "cells": course_cells(), "hidden": ["ex1-hidden"], "kernelspec": KERNELSPEC,
-          "max_score": 3.0}
+COURSE = Assignment(name="squares", notebook="squares",
+                    points={"ex1-visible": 1.0, "ex1-hidden": 2.0}, cells=course_cells(),
+                    released={}, tests=["ex1-visible", "ex1-hidden"], hidden=["ex1-hidden"],
+                    checks={}, kernelspec=KERNELSPEC, source_file="")
 
 
 def submission(*extra) -> nbformat.NotebookNode:

@@ -17,7 +17,7 @@ import pytest
 
 from grader import audit, collect, report, restore
 from grader.course import seed
-from grader.model import Result
+from grader.model import Assignment, Result
 from grader.paths import DEFAULT_COURSE
 
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
@@ -125,14 +125,21 @@ def course():
     for cell in released.cells:  # as students get them: the hidden tests cut out
         if "BEGIN HIDDEN TESTS" in cell.source:
             cell.source = "# hidden"
-    return {"cells": nb.cells, "kernelspec": dict(nb.metadata.kernelspec),
-            "released": {restore.grade_id(c): c for c in released.cells
-                         if restore.grade_id(c)}}
+    tests = [restore.grade_id(c) for c in nb.cells
+             if (c.metadata.get("nbgrader") or {}).get("grade")]
+    return Assignment(
+        name="lazy-init-pytorch", notebook="lazy-init-pytorch",
+        points={gid: float(c.metadata.nbgrader.get("points", 0)) for gid, c in
+                ((restore.grade_id(c), c) for c in nb.cells) if gid in tests},
+        cells=nb.cells, released={restore.grade_id(c): c for c in released.cells
+                                  if restore.grade_id(c)},
+        tests=tests, hidden=["ex1-hidden", "ex2-hidden", "ex3-hidden"], checks={},
+        kernelspec=dict(nb.metadata.kernelspec), source_file="")
 
 
 def student_copy(course) -> nbformat.NotebookNode:
-    cells = [copy.deepcopy(course["released"].get(restore.grade_id(c), c))
-             for c in course["cells"]]
+    cells = [copy.deepcopy(course.released.get(restore.grade_id(c), c))
+             for c in course.cells]
     return nbformat.v4.new_notebook(cells=cells)
 
 
@@ -161,7 +168,7 @@ def test_test_cells_come_back_whole(course):
     student.cells.remove(cells["ex3-solution"])
     nb, events = restore.assemble(student, course)
     restored = by_id(nb)
-    original = course["released"]
+    original = course.released
     for gid in ("ex1-visible", "ex1-hidden", "ex2-visible", "ex3-visible", "ex3-hidden"):
         assert restored[gid] == original[gid] | {"outputs": [], "execution_count": None}, gid
     assert events == [("tests restored", "restored test cells: ex1-visible (edited), "
@@ -250,7 +257,7 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
                       nbformat.v4.new_output("error", ename="AssertionError", evalue="",
                                              traceback=["assert created(net) == [True, True]"])]
     last = nb.cells[-1]
-    source_hidden = next(c for c in course["cells"] if restore.grade_id(c) == "ex1-hidden")
+    source_hidden = next(c for c in course.cells if restore.grade_id(c) == "ex1-hidden")
     quoting = next(line.strip() for line in source_hidden.source.splitlines() if "mixed" in line)
     for cell in (last,):
         cell.cell_type = "code"
@@ -261,13 +268,9 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
                 "image/svg+xml": "<svg><script>evil()</script></svg>"}),
             nbformat.v4.new_output("stream", name="stdout", text=quoting + "\n")]
         cell.execution_count = None
-    model = {**course, "notebook": "lazy-init-pytorch", "max_score": 15.0,
-             "hidden": ["ex1-hidden", "ex2-hidden", "ex3-hidden"],
-             "points": {restore.grade_id(c): float(c.metadata.nbgrader.get("points", 0))
-                        for c in course["cells"] if (c.metadata.get("nbgrader") or {}).get(
-                            "grade")}}
-    result = Result("ada", "lazy-init-pytorch", cells=dict.fromkeys(model["points"], 0.0))
-    page = report.feedback_html(nb, result, model)
+    assert course.max_score == 15.0
+    result = Result("ada", "lazy-init-pytorch", cells=dict.fromkeys(course.points, 0.0))
+    page = report.feedback_html(nb, result, course)
     parser = Live()
     parser.feed(page)
     assert parser.found == [], parser.found
@@ -297,7 +300,9 @@ def test_progress_says_what_runs_and_how_long_is_left(monkeypatch, capsys):
     monkeypatch.setattr(progress, "POLL_SECONDS", 0.05)
     shown = progress.Progress(5)
     shown.watch(Pool())
-    shown.done(Result("ada", "a", cells={"x": 2.0}, seconds=60.0), {"max_score": 2.0})
+    one_cell = Assignment(name="a", notebook="a", points={"x": 2.0}, cells=[], released={},
+                          tests=["x"], hidden=[], checks={}, kernelspec={}, source_file="")
+    shown.done(Result("ada", "a", cells={"x": 2.0}, seconds=60.0), one_cell)
     assert "(about 2 min left)" in capsys.readouterr().out  # 4 left x 60 s / 2 workers
     said, deadline = "", time.monotonic() + 30
     while "running:" not in said and time.monotonic() < deadline:  # after QUIET_SECONDS
@@ -318,7 +323,7 @@ def test_processes_that_outlive_the_sweep_reach_the_review_column(monkeypatch):
     monkeypatch.setitem(job._slots, "uids", slots)
     monkeypatch.setattr(job.os, "getuid", lambda: 0)
     monkeypatch.setattr(sandbox, "sweep", lambda uid: [31337] if uid == 4242 else [])
-    monkeypatch.setattr(job, "run", lambda j: job.zero_result(j, "ok", "", {}))
+    monkeypatch.setattr(job, "run", lambda j: job.new_result(j["student"], j["assignment"]))
     one = {"student": "ada", "assignment": "a", "course": {"points": {}},
            "sandbox": {"bwrap": "/usr/bin/bwrap", "uid_base": 4242}}
     result = job.run_on_worker(one)
