@@ -11,15 +11,13 @@ Only the grading process writes here, one submission after another.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from grader import report
-from grader.model import Assignment, Lateness, Result, Status
+from grader.model import EXERCISE, Assignment, Lateness, Result, Status
 from grader.paths import gradebook_url
 
 NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
-EXERCISE = re.compile(r"^(ex\d+)-")  # test cells count toward the exercise their id names
 
 
 def exercises(model: dict[str, Assignment]) -> list[str]:

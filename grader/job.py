@@ -215,6 +215,8 @@ def run(job: dict) -> Result:
         result.flag(*problem)
         return finish()
     nb, events = restore.assemble(student_nb, course)
+    if not restore.attempted(nb, course):  # a blank hand-in is not wrong work: said apart
+        result.flag(Status.NOT_ATTEMPTED, "no answer: every answer cell is as released")
     plan, student_cells = plan_cells(nb, course, job["seeds"])
     result.review += audit.audit(student_cells, [c.source for c in course.cells
                                                     if c.cell_type == "code"])

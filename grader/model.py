@@ -11,8 +11,23 @@ from_json are their one encoding.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+
+# A test cell's grade id names its exercise and its kind: ex2-hidden is exercise 2's hidden
+# tests. Its points count toward that exercise's column, and the student's page names it so.
+EXERCISE = re.compile(r"^(ex(\d+))-(.+)$")
+KINDS = {"prediction-check": "prediction check", "visible": "visible tests",
+         "hidden": "hidden tests", "solution": "answer", "prediction": "prediction"}
+
+
+def part_name(grade_id: str) -> str:
+    """'Exercise 2, hidden tests' for ex2-hidden; a grade id outside that pattern as itself."""
+    m = EXERCISE.match(grade_id)
+    if not m:
+        return grade_id
+    return f"Exercise {m.group(2)}, {KINDS.get(m.group(3), m.group(3).replace('-', ' '))}"
 
 
 class Status(StrEnum):
@@ -22,6 +37,7 @@ class Status(StrEnum):
     NOT_A_NOTEBOOK_FILE = "not a notebook file"
     SYMLINK = "symlink"
     NO_SUBMISSION = "no submission"
+    NOT_ATTEMPTED = "not attempted"
     GRADING_ERROR = "grading error"
     SUBMISSION_TIMEOUT = "submission timeout"
     KERNEL_DIED = "kernel died"
@@ -48,6 +64,9 @@ MEANINGS = {
     Status.SYMLINK: "the notebook, the assignment folder or the student folder is a symbolic "
                     "link: not followed",
     Status.NO_SUBMISSION: "a student folder with no assignment folder in it",
+    Status.NOT_ATTEMPTED: "the notebook was handed in as released: every answer cell as "
+                          "students got it, no code of the student's own; graded all the "
+                          "same",
     Status.GRADING_ERROR: "the grader itself failed on this submission; `detail` and "
                           "`build/grading/<student>/<assignment>/job.log` say why",
     Status.SUBMISSION_TIMEOUT: "the whole submission took longer than its limit: its kernel "

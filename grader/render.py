@@ -96,10 +96,11 @@ def exporter():
     nbgrader = importlib.util.find_spec("nbgrader").submodule_search_locations[0]
     formgrader = os.path.join(nbgrader, "server_extensions", "formgrader")
     c = Config()
-    c.HTMLExporter.template_name = "feedback"
-    c.HTMLExporter.extra_template_basedirs = [os.path.join(formgrader, "templates")]
-    c.HTMLExporter.extra_template_paths = [
-        os.path.join(formgrader, "static", "node_modules", "bootstrap", "dist", "css")]
+    c.HTMLExporter.template_name = "feedback_parts"  # grader/templates/: nbgrader's, named
+    c.HTMLExporter.extra_template_basedirs = [
+        os.path.join(os.path.dirname(__file__), "templates"), os.path.join(formgrader, "templates")]
+    c.HTMLExporter.extra_template_paths = [  # formgrader/: ours extends templates/feedback/
+        formgrader, os.path.join(formgrader, "static", "node_modules", "bootstrap", "dist", "css")]
     c.HTMLExporter.sanitize_html = True
     return HTMLExporter(config=c)
 

@@ -39,7 +39,8 @@ import threading
 import time
 from pathlib import Path
 
-from grader.model import Assignment, Result, Status
+from grader import audit
+from grader.model import Assignment, Result, Status, part_name
 from grader.paths import ROOT
 from grader.render import CSP_META
 
@@ -60,6 +61,7 @@ RENDER_MEMORY = 1536 * 2**20  # address space of the helper process
 RENDER_PAGES = 200  # pages before a helper is replaced (whatever it may have kept)
 PLAIN_CELL_CHARS, PLAIN_CHARS = 10_000, 500_000  # text of a plain page: per cell, in all
 STATUS_ORDER = list(Status)  # the order a row lists its statuses in
+NOT_DEFINED = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]{0,99})' is not defined")
 
 
 def escape_text(text: str) -> str:
@@ -177,6 +179,7 @@ def feedback_notebook(nb, result: Result, course: Assignment):
     fb = copy.deepcopy(nb)
     fb.metadata = {"kernelspec": course.kernelspec, "language_info": {"name": "python"}}
     secret = hidden_lines(course)
+    answers = answer_names(course)
     for i, cell in enumerate(fb.cells):
         # The student wrote this metadata: no comment, score or points of theirs on the page.
         meta = cell.metadata.get("nbgrader")
@@ -195,13 +198,18 @@ def feedback_notebook(nb, result: Result, course: Assignment):
             # could quote the hidden tests.
             why = _failed_lines(result, gid) if score != points else []
             cell.source = HIDDEN_SHOWN
+            kind = part_name(gid).split(", ", 1)[-1]  # hidden tests, prediction check
+            kind = "Hidden tests" if kind == gid else kind[:1].upper() + kind[1:]
             cell.outputs = [new_output("stream", name="stdout", text="\n".join(
-                [f"Hidden tests {verdict}", *why]) + "\n")]
+                [f"{kind} {verdict}", *why]) + "\n")]
             continue
         kept = []
         for out in cell.get("outputs", []):
             text = _text_of(out)
-            if any(line in text for line in secret):
+            unanswered = not_answered(out, answers)
+            if unanswered:  # the stub's traceback tells a student nothing
+                kept.append(new_output("stream", name="stderr", text=unanswered + "\n"))
+            elif any(line in text for line in secret):
                 kept.append(new_output("stream", name="stdout", text=(
                     "[output removed by the grader: it quoted a hidden test]\n")))
                 flag = f"cell {i}: its output quoted a hidden test (removed from the feedback)"
@@ -213,6 +221,28 @@ def feedback_notebook(nb, result: Result, course: Assignment):
                 kept.append(out)
         cell.outputs = kept
     return fb
+
+
+def answer_names(course: Assignment) -> set[str]:
+    """The names the exercises ask for: what the course's answer cells define."""
+    return {name for c in course.cells if c.cell_type == "code"
+            and (c.metadata.get("nbgrader") or {}).get("solution")
+            for name in audit.bound_names(c.source)}
+
+
+def not_answered(out, answers: set[str]) -> str | None:
+    """An error output that only says an exercise is not answered yet, in those words: the
+    stub's NotImplementedError, or a NameError for a name an answer cell is to define."""
+    if out.get("output_type") != "error":
+        return None
+    if out.get("ename") == "NotImplementedError":
+        return ("Not answered: an answer cell still raises NotImplementedError (replace that "
+                "line with your answer).")
+    m = NOT_DEFINED.fullmatch(str(out.get("evalue", ""))) if out.get("ename") == "NameError" \
+        else None
+    if m and m.group(1) in answers:
+        return f"Not answered: {m.group(1)} is not defined yet (an answer cell defines it)."
+    return None
 
 
 def cap_markdown(fb, limit: int = MAX_MARKDOWN) -> int:
@@ -349,6 +379,13 @@ def _render(fb: dict, resources: dict) -> tuple[str | None, str]:
     return None, f"could not be rendered ({escape_text(reply.get('error', ''))[:300]})"
 
 
+def summary(result: Result, course: Assignment) -> list[dict]:
+    """The page's summary: each test cell with points, in the notebook's order, by name."""
+    return [{"grade_id": gid, "name": part_name(gid), "score": result.cells.get(gid, 0.0),
+             "points": course.points[gid]}
+            for gid in course.tests if course.points.get(gid)]
+
+
 def feedback_html(nb, result: Result, course: Assignment) -> str:
     """The student's page; the score after the late penalty, which it names, as nbgrader's
     feedback does (result.late's, as grade.py's finish computed it for the row too).
@@ -366,7 +403,7 @@ def feedback_html(nb, result: Result, course: Assignment) -> str:
     score, late = result.score, result.penalty
     resources = {"nbgrader": {"notebook": clean_text(str(course.notebook)),
                               "score": score - late, "max_score": course.max_score,
-                              "late_penalty": late}}
+                              "late_penalty": late, "parts": summary(result, course)}}
     page, why = _render(fb, resources)
     if page is not None:
         return clean_text(page)
@@ -418,8 +455,8 @@ def feedback_stub(result: Result, course: Assignment | None = None, fb=None) -> 
                      + (f" (late submission penalty: -{fmt(late)})" if late > 0 else "")
                      + "</p>")
         parts.append("<ul>" + "".join(
-            f"<li>{html.escape(escape_text(gid))}: {fmt(result.cells.get(gid, 0.0))} of "
-            f"{fmt(points)} points</li>" for gid, points in course.points.items()) + "</ul>")
+            f"<li>{html.escape(escape_text(part['name']))}: {fmt(part['score'])} of "
+            f"{fmt(part['points'])} points</li>" for part in summary(result, course)) + "</ul>")
     if fb is not None:
         parts.append(_plain_cells(fb))
     return clean_text(

@@ -94,6 +94,26 @@ def assemble(student: nbformat.NotebookNode, course: Assignment) -> tuple[nbform
     return nb, events
 
 
+def attempted(nb: nbformat.NotebookNode, course: Assignment) -> bool:
+    """Whether an assembled notebook answers anything: an answer cell (nbgrader's solution
+    cell: predictions and code) that differs from the released one, or a code cell of the
+    student's own with code in it. Blank lines and trailing spaces do not count."""
+    for cell in nb.cells:
+        gid = grade_id(cell)
+        released = course.released.get(gid) if gid else None
+        if gid is None:
+            if cell.cell_type == "code" and cell.source.strip():
+                return True
+        elif released is not None and released.metadata.nbgrader.get("solution") and \
+                _words(cell.source) != _words(released.source):
+            return True
+    return False
+
+
+def _words(source: str) -> list[str]:
+    return [line.rstrip() for line in source.strip().splitlines() if line.strip()]
+
+
 def _fresh(cell):
     cell = copy.deepcopy(cell)
     if cell.cell_type == "code":

@@ -120,6 +120,28 @@ def dom_in_chromium(path: Path) -> str:
 # ------------------------------------------------------------------------- a normal page
 
 
+def test_an_exercise_not_answered_yet_says_so_instead_of_a_traceback():
+    nb = submission()
+    stub, visible = nb.cells[1], nb.cells[2]
+    stub.outputs = [new_output("error", ename="NotImplementedError", evalue="",
+                               traceback=["Traceback ...", "NotImplementedError: "])]
+    visible.outputs = [new_output("error", ename="NameError", evalue="name 'square' is not "
+                                  "defined", traceback=["NameError: name 'square' is not defined"])]
+    own = new_code_cell("print(total)", execution_count=9, outputs=[new_output(
+        "error", ename="NameError", evalue="name 'total' is not defined",
+        traceback=["NameError: name 'total' is not defined"])])
+    nb.cells.append(own)
+    fb = report.feedback_notebook(nb, result(), COURSE)
+    assert fb.cells[1].outputs[0].text == ("Not answered: an answer cell still raises "
+                                           "NotImplementedError (replace that line with your "
+                                           "answer).\n")
+    assert fb.cells[2].outputs[0].text == ("Not answered: square is not defined yet (an answer "
+                                           "cell defines it).\n")
+    # a name no answer cell defines: the student's own slip, shown as it is
+    assert fb.cells[-1].outputs[0].ename == "NameError"
+
+
+
 def test_a_normal_page_keeps_score_cells_and_verdicts():
     res = result(failed={"ex1-hidden": ["square(12345) should be 152399025"]})
     page = page_of(new_markdown_cell("Done: [docs](https://docs.python.org/3/) and "
@@ -134,6 +156,10 @@ def test_a_normal_page_keeps_score_cells_and_verdicts():
     assert {"href": "https://docs.python.org/3/", "rel": "noopener noreferrer"} in tags.attrs("a")
     assert any(a.get("href") == "mailto:ada@example.org" for a in tags.attrs("a"))
     assert any(a.get("href") == "#ex1-visible" for a in tags.attrs("a"))  # the table of contents
+    # which names each part by exercise and kind, with its points (nbgrader: "Test cell")
+    assert "Exercise 1, visible tests</a> (Score: 1.0 / 1.0)" in page
+    assert "Exercise 1, hidden tests</a> (Score: 0.0 / 2.0)" in page
+    assert "Test cell" not in page
     assert tags.attrs("style"), "the template's CSS is kept inline"
     csp = [a for a in tags.attrs("meta") if a.get("http-equiv") == "Content-Security-Policy"]
     assert csp and "default-src 'none'" in csp[0]["content"]
@@ -266,8 +292,8 @@ def test_markdown_that_renders_too_long_gives_a_plain_page(monkeypatch):
         res.detail
     assert report.status_text(res) == "feedback plain"
     tags = Tags(page)
-    assert "Score: 1 / 3" in page and "ex1-hidden: 0 of 2 points" in page
-    assert "ex1-visible: 1 of 1 points" in page
+    assert "Score: 1 / 3" in page and "Exercise 1, hidden tests: 0 of 2 points" in page
+    assert "Exercise 1, visible tests: 1 of 1 points" in page
     assert "Hidden tests failed (0 of 2 points)" in page  # the verdicts, as on a full page
     assert "return x * x if x &lt; 10 else 0" in page  # the cells, escaped
     assert "the secret hidden check" not in page

@@ -2,8 +2,9 @@
 
 A small PyTorch class is graded (JOBS=2) against a copy of the course whose config adds a
 due date and a penalty of one point per started hour. Students: a correct one on time, the
-same notebook 2.5 hours late, one with a timestamp that is not a date, and a partial one;
-the gradebook also knows a student who handed in nothing.
+same notebook 2.5 hours late, one with a timestamp that is not a date, a partial one, and
+one who handed in the released notebook untouched; the gradebook also knows a student who
+handed in nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def course(frameworks, tmp_path_factory) -> dict:
         shutil.copytree(SAMPLE / source, submitted / student)
         if stamp:
             (submitted / student / NB / "timestamp.txt").write_text(stamp + "\n")
+    (submitted / "nia" / NB).mkdir(parents=True)  # as released, not a character changed
+    shutil.copy(build / "release" / NB / f"{NB}.ipynb", submitted / "nia" / NB)
     graded = grader("grade", "--course", str(course), "--build", str(build), "--submissions",
                     str(submitted), "--jobs", "2")
     return {"course": course, "build": build, "submitted": submitted, "log": graded.stdout,
@@ -107,6 +110,15 @@ def test_every_student_of_the_gradebook_has_a_row(course):
     assert (zed["assignment"], zed["score"], zed["status"]) == ("", "0", "no submission")
 
 
+def test_a_blank_hand_in_is_not_attempted_and_wrong_work_is_not(course):
+    nia = course["rows"]["nia"]
+    assert (nia["score"], nia["status"], nia["detail"]) == (
+        "0", "not attempted", "no answer: every answer cell is as released"), nia
+    assert "not attempted" not in course["rows"]["leo"]["status"], "partial work is work"
+    page = (course["build"] / "feedback" / "nia" / NB / f"{NB}.html").read_text()
+    assert "(Score: 0.0 / 15.0)" in page
+
+
 def test_regrading_one_student_leaves_the_others_rows_as_they_were(course, tmp_path):
     before = (course["build"] / "grades.csv").read_text().splitlines()
     proc = grader("grade", "--course", str(course["course"]), "--build", str(course["build"]),
@@ -126,7 +138,7 @@ def test_a_student_id_that_is_no_ones_stops_before_grading(course):
                   "--submissions", str(course["submitted"]), "--students", "leo,lep",
                   check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "STUDENTS names lep" in proc.stderr and "ada, ada-late, ada-odd, leo" in proc.stderr
+    assert "STUDENTS names lep" in proc.stderr and "ada, ada-late, ada-odd, leo, nia" in proc.stderr
     assert "running on" not in proc.stdout, "no worker started"
     assert (course["build"] / "grades.csv").read_text() == before
 

@@ -52,7 +52,7 @@ EXPECTED = {
     "partial": ("0", "ok", "IPython post_execute callbacks changed", 0),
     "neutral": ("0", "ok", "input transformers (post) changed", 0),
     "guardbreak": ("0", "ok", "the grader's checks stopped working", 0),
-    "tags": ("0", "tests restored", "", 0),
+    "tags": ("0", "not attempted; tests restored", "", 0),  # blank answers, tampered tags
     "dupes": ("15", "tests restored; cells dropped", "", 15),
     "bonus": ("15", "cells dropped", "", 15),
     "patch": ("13", "ok", "module torch: allclose replaced", 13),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import html.parser
 import io
 import json
@@ -197,6 +198,30 @@ def test_unknown_and_duplicate_test_cells_are_dropped_and_said(course):
     assert nb.cells[-1].source == "x = 1" and nb.cells[-1].metadata == {}
 
 
+def test_a_notebook_handed_in_as_released_is_not_attempted(course):
+    stubs = copy.deepcopy(course.released)
+    for cell in stubs.values():  # as nbgrader releases an answer cell
+        if cell.metadata.nbgrader.get("solution"):
+            cell.source = "# YOUR CODE HERE\nraise NotImplementedError()"
+    released = dataclasses.replace(course, released=stubs)
+
+    def attempted(change=None) -> bool:
+        student = student_copy(released)
+        if change:
+            change(student)
+        return restore.attempted(restore.assemble(student, released)[0], released)
+
+    assert not attempted()
+    assert not attempted(lambda nb: by_id(nb)["ex1-solution"].__setitem__(
+        "source", "\n# YOUR CODE HERE   \n\nraise NotImplementedError()\n"))  # spaces only
+    assert not attempted(lambda nb: nb.cells.extend([
+        nbformat.v4.new_markdown_cell("my notes"), nbformat.v4.new_code_cell("  \n")]))
+    assert attempted(lambda nb: by_id(nb)["ex2-prediction"].__setitem__("source", "(256, 20)"))
+    assert attempted(lambda nb: nb.cells.append(nbformat.v4.new_code_cell("import torch")))
+    assert restore.attempted(restore.assemble(student_copy(course), released)[0], released), \
+        "the solved notebook"
+
+
 # ------------------------------------------------------------------------ ids, CSV, pages
 
 @pytest.mark.parametrize("raw, shown", [
@@ -276,6 +301,7 @@ def test_feedback_pages_carry_no_live_script_and_no_hidden_test(course):
     assert parser.found == [], parser.found
     assert "secret printout" not in page, "printed while a hidden test ran"
     assert "Hidden tests failed (0 of 2 points)" in page
+    assert "Exercise 2, prediction check</a> (Score: 0.0 / 1.0)" in page
     assert quoting not in page and "quoted a hidden test" in page
     assert any("quoted a hidden test" in r for r in result.review)
     assert json.dumps(source_hidden.source[-80:])[1:-1] not in page

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 
 from grader import report
-from grader.model import MEANINGS, Lateness, Result, Status
+from grader.model import MEANINGS, Lateness, Result, Status, part_name
 from grader.paths import ROOT
 
 # String constants that happen to read like a status but are none (file, text: count).
@@ -70,3 +70,11 @@ def test_a_result_survives_its_json_as_it_was():
     assert back.status == [Status.UNSANDBOXED, Status.TESTS_RESTORED]
     assert back.detail[0] == "graded without the sandbox" and len(back.detail) == 3
     assert back.score == 2.0 and back.penalty == 3.0
+
+
+def test_a_part_is_named_by_its_exercise_and_kind():
+    assert part_name("ex2-hidden") == "Exercise 2, hidden tests"
+    assert part_name("ex1-prediction-check") == "Exercise 1, prediction check"
+    assert part_name("ex3-visible") == "Exercise 3, visible tests"
+    assert part_name("ex12-extra-credit") == "Exercise 12, extra credit"
+    assert part_name("setup") == "setup" and part_name("exam-hidden") == "exam-hidden"
