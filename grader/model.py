@@ -19,15 +19,19 @@ from enum import StrEnum
 # tests. Its points count toward that exercise's column, and the student's page names it so.
 EXERCISE = re.compile(r"^(ex(\d+))-(.+)$")
 KINDS = {"prediction-check": "prediction check", "visible": "visible tests",
-         "hidden": "hidden tests", "solution": "answer", "prediction": "prediction"}
+         "hidden": "hidden tests"}
+
+
+def part_kind(grade_id: str) -> str | None:
+    """'hidden tests' for ex2-hidden; None for a grade id outside that pattern."""
+    m = EXERCISE.match(grade_id)
+    return KINDS.get(m.group(3), m.group(3).replace("-", " ")) if m else None
 
 
 def part_name(grade_id: str) -> str:
     """'Exercise 2, hidden tests' for ex2-hidden; a grade id outside that pattern as itself."""
-    m = EXERCISE.match(grade_id)
-    if not m:
-        return grade_id
-    return f"Exercise {m.group(2)}, {KINDS.get(m.group(3), m.group(3).replace('-', ' '))}"
+    kind = part_kind(grade_id)
+    return f"Exercise {EXERCISE.match(grade_id).group(2)}, {kind}" if kind else grade_id
 
 
 class Status(StrEnum):

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from grader import audit
-from grader.model import Assignment, Result, Status, part_name
+from grader.model import Assignment, Result, Status, part_kind, part_name
 from grader.paths import ROOT
 from grader.render import CSP_META
 
@@ -198,23 +198,21 @@ def feedback_notebook(nb, result: Result, course: Assignment):
             # could quote the hidden tests.
             why = _failed_lines(result, gid) if score != points else []
             cell.source = HIDDEN_SHOWN
-            kind = part_name(gid).split(", ", 1)[-1]  # hidden tests, prediction check
-            kind = "Hidden tests" if kind == gid else kind[:1].upper() + kind[1:]
+            kind = part_kind(gid) or "hidden tests"
             cell.outputs = [new_output("stream", name="stdout", text="\n".join(
-                [f"{kind} {verdict}", *why]) + "\n")]
+                [f"{kind[:1].upper()}{kind[1:]} {verdict}", *why]) + "\n")]
             continue
         kept = []
         for out in cell.get("outputs", []):
             text = _text_of(out)
-            unanswered = not_answered(out, answers)
-            if unanswered:  # the stub's traceback tells a student nothing
-                kept.append(new_output("stream", name="stderr", text=unanswered + "\n"))
-            elif any(line in text for line in secret):
+            if any(line in text for line in secret):  # first: the review must hear of it
                 kept.append(new_output("stream", name="stdout", text=(
                     "[output removed by the grader: it quoted a hidden test]\n")))
                 flag = f"cell {i}: its output quoted a hidden test (removed from the feedback)"
                 if flag not in result.review:
                     result.review.append(flag)
+            elif unanswered := not_answered(out, answers):  # the stub's traceback says nothing
+                kept.append(new_output("stream", name="stderr", text=unanswered + "\n"))
             else:
                 if "metadata" in out:
                     out.metadata = from_dict(_output_metadata(out.metadata))

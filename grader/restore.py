@@ -100,11 +100,12 @@ def attempted(nb: nbformat.NotebookNode, course: Assignment) -> bool:
     student's own with code in it. Blank lines and trailing spaces do not count."""
     for cell in nb.cells:
         gid = grade_id(cell)
-        released = course.released.get(gid) if gid else None
         if gid is None:
             if cell.cell_type == "code" and cell.source.strip():
                 return True
-        elif released is not None and released.metadata.nbgrader.get("solution") and \
+            continue
+        released = course.released.get(gid)
+        if released is not None and released.metadata.nbgrader.get("solution") and \
                 _words(cell.source) != _words(released.source):
             return True
     return False

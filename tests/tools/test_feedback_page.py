@@ -139,6 +139,16 @@ def test_an_exercise_not_answered_yet_says_so_instead_of_a_traceback():
                                            "cell defines it).\n")
     # a name no answer cell defines: the student's own slip, shown as it is
     assert fb.cells[-1].outputs[0].ename == "NameError"
+    # "not answered" hides no leak: an error quoting a hidden test is removed and flagged
+    leaky = result()
+    stub.outputs = [new_output("error", ename="NotImplementedError", evalue="",
+                               traceback=["assert square(12345) == 152399025, 'the secret "
+                                          "hidden check'"])]
+    fb = report.feedback_notebook(nb, leaky, COURSE)
+    assert fb.cells[1].outputs[0].text == "[output removed by the grader: it quoted a hidden " \
+        "test]\n"
+    assert leaky.review == ["cell 1: its output quoted a hidden test (removed from the "
+                            "feedback)"]
 
 
 

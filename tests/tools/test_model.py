@@ -11,7 +11,7 @@ import re
 from collections import Counter
 
 from grader import report
-from grader.model import MEANINGS, Lateness, Result, Status, part_name
+from grader.model import MEANINGS, Lateness, Result, Status, part_kind, part_name
 from grader.paths import ROOT
 
 # String constants that happen to read like a status but are none (file, text: count).
@@ -78,3 +78,4 @@ def test_a_part_is_named_by_its_exercise_and_kind():
     assert part_name("ex3-visible") == "Exercise 3, visible tests"
     assert part_name("ex12-extra-credit") == "Exercise 12, extra credit"
     assert part_name("setup") == "setup" and part_name("exam-hidden") == "exam-hidden"
+    assert (part_kind("ex2-hidden"), part_kind("setup")) == ("hidden tests", None)
