@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 import psutil
 import pytest
 from dask.utils import parse_bytes
-from sample_grading import csv_lines
+from sample_grading import copy_class, csv_lines
 
 from grader import cluster
 from grader.errors import UsageError
@@ -141,11 +140,8 @@ def scheduler(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def submissions(frameworks, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("class")
-    for student in STUDENTS:
-        if framework(student) in frameworks:
-            shutil.copytree(SAMPLE / student, folder / student)
-    return folder
+    return copy_class([s for s in STUDENTS if framework(s) in frameworks],
+                      tmp_path_factory.mktemp("class"))
 
 
 def guide_grade_command(submissions: Path, address: str, build: Path) -> list[str]:
