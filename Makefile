@@ -8,6 +8,7 @@
 #                             prints a line per env first: build, rebuild or up to date, and why
 #                             (DRY_RUN=1: only that plan, nothing changed)
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
+#   make collect              an LMS download into SUBMISSIONS/         (LMS=canvas ZIP=zip ROSTER=csv)
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
 #                             (LAB_ARGS="--no-browser --port 8899", LAB_FRESH=1: fresh copies)
@@ -71,10 +72,11 @@ STUDENTS ?=
 SCHEDULER ?=
 LMS ?=
 ROSTER ?= roster.csv
+ZIP ?=
 BENCH ?=
 LAB_ARGS ?=
 LAB_FRESH ?=
-.PHONY: release grade export lab bench
+.PHONY: release collect grade export lab bench
 release: setup
 	@$(TOOLS)/python -m grader release --course "$(COURSE)"
 
@@ -82,6 +84,10 @@ grade: setup
 	@$(TOOLS)/python -m grader grade --course "$(COURSE)" --submissions $(SUBMISSIONS) --jobs $(JOBS) \
 	  $(if $(STUDENTS),--students "$(STUDENTS)") $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
 	  $(if $(UNSANDBOXED),--unsandboxed)
+
+collect: setup
+	@$(TOOLS)/python -m grader collect --course "$(COURSE)" --lms "$(LMS)" $(if $(ZIP),--zip "$(ZIP)") \
+	  --roster "$(ROSTER)" --submissions "$(SUBMISSIONS)"
 
 export: setup
 	@$(TOOLS)/python -m grader export --course "$(COURSE)" --lms "$(LMS)" --roster "$(ROSTER)"

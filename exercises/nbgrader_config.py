@@ -42,6 +42,14 @@ c.GradingSandbox.allow_unsandboxed = False
 c.GradingDeadlines.penalty = "none"  # or "per_hour" / "per_day": points per started period
 c.GradingDeadlines.points = 1
 
+# --- grades into the LMS (exercises/README.md, "Grades into Canvas or Moodle") -----------
+# `make export` writes one column per assignment, or one for the homework ("combined"):
+# the best of the frameworks a student handed in ("best") or their mean ("mean"), under
+# combined_title (name the LMS's existing assignment there, or a new one is made).
+c.LMSExport.columns = "per_assignment"
+c.LMSExport.combined_title = "Lazy initialization"
+c.LMSExport.combined_score = "best"
+
 # --- creating the student version --------------------------------------------------------
 # What replaces the code between `### BEGIN SOLUTION` and `### END SOLUTION`.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

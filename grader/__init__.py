@@ -1,6 +1,6 @@
 """The grader: nbgrader assignments released and autograded, each submission in a sandbox.
 
-An instructor's tool, run as `make release`, `make grade` and `make export`
+An instructor's tool, run as `make release`, `make collect`, `make grade` and `make export`
 (python -m grader). One module per responsibility:
 
   config    every setting, with its help and default (`python -m grader config`)
@@ -9,12 +9,15 @@ An instructor's tool, run as `make release`, `make grade` and `make export`
   paths     where the checkout, the course and the gradebook are
   course    the course folder, its nbgrader configuration, the release, the gradebook's view
   collect   finding the submissions, as untrusted files
+  lms       the LMS's files: rosters (Canvas's, Moodle's, hand-kept), download file names,
+            our student id
+  lms_collect  an LMS's submission download into submitted/, every file in its report
   grade     a grading run: discover, plan, run on a cluster, record, report
   cluster   where jobs run: a local Dask cluster, or any Dask scheduler
   progress  what the instructor sees while a class is graded
   gradebook the class's record: scores in nbgrader's gradebook, the rest beside it; CSV rows
   late      due dates, timestamps and late penalties
-  export    grades as Canvas or Moodle import them
+  export    grades as Canvas or Moodle import them, per assignment or combined
   job       one submission: restore, audit, execute, verdicts, artifacts; and the
             reference solution's run, whose check reports are the expected side
   checks    the verdicts: a cell's observations judged against the reference's

@@ -1,5 +1,5 @@
-"""python -m grader release | grade | export | config: what `make release`, `make grade` and
-`make export` run, and the list of every setting."""
+"""python -m grader release | collect | grade | export | config: what `make release`,
+`make collect`, `make grade` and `make export` run, and the list of every setting."""
 
 from __future__ import annotations
 
@@ -41,12 +41,23 @@ def main(argv: list[str] | None = None) -> int:
                                 "code then runs with your rights (every row says so)")
     p = sub.add_parser("config", help="every setting of the grader, with the course's values")
     p.add_argument("--course", default=str(DEFAULT_COURSE))
+    p = sub.add_parser("collect", help="an LMS's submission download into "
+                       "SUBMISSIONS/<student>/<assignment>/")
+    p.add_argument("--build", default=str(ROOT / "build"))
+    p.add_argument("--course", default=str(DEFAULT_COURSE))
+    p.add_argument("--lms", required=True, help="canvas or moodle")
+    p.add_argument("--zip", required=True,
+                   help="the LMS's download: its zip, or the folder it was unpacked to")
+    p.add_argument("--roster", required=True,
+                   help="the LMS's roster export (or a hand-kept CSV with lms_user_id)")
+    p.add_argument("--submissions", default="submitted")
     p = sub.add_parser("export", help="grades as an LMS imports them: BUILD/grades-<lms>.csv")
     p.add_argument("--build", default=str(ROOT / "build"))
     p.add_argument("--course", default=str(DEFAULT_COURSE))
     p.add_argument("--lms", required=True, help="canvas or moodle")
     p.add_argument("--roster", required=True,
-                   help="CSV with columns student, name, lms_id and optionally section")
+                   help="the LMS's roster export (Canvas's gradebook, Moodle's grade export), "
+                        "or a CSV with columns student, name, lms_id[, section, lms_user_id]")
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
     build = Path(getattr(args, "build", ROOT / "build")).resolve()
@@ -61,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "release":
             return release(course, build)
+        if args.command == "collect":
+            from grader.lms_collect import collect
+
+            return collect(course, build, args.lms.lower(), Path(args.zip), Path(args.roster),
+                           Path(args.submissions))
         if args.command == "export":
             from grader.export import export
 

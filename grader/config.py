@@ -10,7 +10,7 @@ starts (unread_keys), so that a setting that does nothing does not look as if it
 
 from __future__ import annotations
 
-from traitlets import Bool, Dict, Enum, Float, Integer
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode
 from traitlets.config import Configurable
 
 PERIODS = {"none": None, "per_hour": 3600, "per_day": 86400}
@@ -64,7 +64,21 @@ class GradingDeadlines(Configurable):
     points = Float(1.0, help="points per started hour or day late").tag(config=True)
 
 
-SECTIONS = (GradingLimits, GradingTimeouts, GradingSandbox, GradingDeadlines)
+class LMSExport(Configurable):
+    """What `make export` writes for Canvas or Moodle (grader/export.py)."""
+
+    columns = Enum(["per_assignment", "combined"], "per_assignment",
+                   help="one LMS column per assignment, or one column for the homework "
+                        "(combined_title)").tag(config=True)
+    combined_title = Unicode("Lazy initialization", help="the LMS column of the combined "
+                             "grade: an existing assignment's name, or a new one").tag(
+        config=True)
+    combined_score = Enum(["best", "mean"], "best",
+                          help="the combined grade: the best of the assignments a student "
+                               "handed in, or their mean").tag(config=True)
+
+
+SECTIONS = (GradingLimits, GradingTimeouts, GradingSandbox, GradingDeadlines, LMSExport)
 CELL_TIMEOUT = 30  # nbgrader's own default for Execute.timeout
 # nbgrader's sections that `make grade` reads itself (grader/execute.py is its own client).
 GRADE_READS = {"Execute": {"timeout"}, "CourseDirectory": {"course_id", "root", "db_url"}}

@@ -7,7 +7,9 @@ The due dates and the penalty live in the course's nbgrader_config.py:
     c.GradingDeadlines.points = 1             # points taken per started hour (or day)
 
 A submission's time is nbgrader's convention, a `timestamp.txt` in its assignment folder
-(nbgrader collect writes one); a submission without one is on time. As nbgrader's
+(nbgrader collect writes one); a submission without one is on time. An LMS that marks a
+submission late without saying when (Canvas's download) leaves `lms-late.txt` there instead
+(grader/lms_collect.py): the row's detail says so, and no penalty is taken. As nbgrader's
 late-submission plugins do, the penalty is computed from the seconds late and the score
 earned, and never takes the score below zero; it is stored in the gradebook as the
 notebook's late_submission_penalty, so nbgrader's own feedback and export show it too.
@@ -25,6 +27,7 @@ from grader.errors import UsageError
 from grader.model import Lateness
 
 MAX_TIMESTAMP_BYTES = 1024
+LATE_MARKER = "lms-late.txt"  # written by `make collect` where the LMS gives no time
 
 
 def settings(cfg) -> dict:
@@ -54,6 +57,9 @@ def read_timestamp(folder: str):
         data = collect.read_regular_file(os.path.join(folder, "timestamp.txt"),
                                          MAX_TIMESTAMP_BYTES)
     except FileNotFoundError:
+        if os.path.isfile(os.path.join(folder, LATE_MARKER)):
+            return None, ("the LMS marked it late, without a hand-in time: no penalty "
+                          "(a timestamp.txt beside it would set one)")
         return None, None
     except (OSError, ValueError):  # a link, a FIFO, a folder, too large
         return None, "timestamp.txt is not a small regular file; counted as on time"

@@ -116,8 +116,8 @@ def test_the_export_writes_the_gradebooks_scores_as_the_lms_imports_them(build, 
         assert lines[1] == ["    Points Possible", "", "", "", "", *(["15"] * len(names))]
         by_id = {line[2]: line[5:] for line in lines[2:]}
     else:
-        assert lines[0] == ["ID number", "Full name", "Section", *names]
-        by_id = {line[0]: line[3:] for line in lines[1:]}
+        assert lines[0] == ["ID number", "Email address", "Full name", "Section", *names]
+        by_id = {line[0]: line[4:] for line in lines[1:]}
     assert by_id["S001"][col] == "15"
     assert by_id["S099"] == [""] * len(names), "no grade: left as the LMS has it"
     said = capsys.readouterr().out
