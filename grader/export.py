@@ -19,8 +19,8 @@ named.
 
 Formats, as each LMS reads them (grader/lms.py cites the sources):
 - Canvas: `Student, ID, SIS User ID, SIS Login ID, Section`, then the grade columns; a
-  second row, `    Points Possible`, holds their points. Canvas matches a student on ID,
-  else SIS User ID, else SIS Login ID, whichever the roster gave.
+  second row, `    Points Possible`, holds their points. Canvas finds a student by ID, SIS
+  User ID or SIS Login ID; each is filled where the roster gave it.
 - Moodle: `ID number, Email address, Full name, Section`, then the grade columns; the import form
   maps ID number or Email address to the users' field. Moodle takes the maximum grade from
   the grade item, so the file has no points row.
