@@ -83,7 +83,7 @@ def notebook(build: Path, name: str, answer: str = "") -> bytes:
 
 def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None
              ) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
         for name, target in (links or {}).items():  # a symbolic link, as Info-ZIP stores one
@@ -104,6 +104,7 @@ def canvas_download(build: Path, path: Path, ada_answer: str = "x = 1") -> Path:
             {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode(),
         f"../doejohn_12345_1008_{PT}.ipynb": notebook(build, PT, "evil = 1"),
         f"/tmp/doejohn_12345_1009_{PT}.ipynb": notebook(build, PT, "evil = 2"),
+        f"doejohn_12345_1011_{PT}.ipynb": b" " * (50 * 2**20 + 1),  # a bomb: 51 kB zipped
     }, links={f"doejohn_12345_1010_{PT}.ipynb": "/etc/passwd"})
 
 
@@ -143,11 +144,13 @@ def test_a_canvas_download_is_filed_by_roster_id_and_by_what_the_notebook_is(bui
         f"../doejohn_12345_1008_{PT}.ipynb": "rejected",
         f"/tmp/doejohn_12345_1009_{PT}.ipynb": "rejected",
         f"doejohn_12345_1010_{PT}.ipynb": "rejected",
+        f"doejohn_12345_1011_{PT}.ipynb": "rejected",
     }, "every file of the download has a row"
     assert report[f"lovelaceada_23456_1002_{PT}.ipynb"]["assignment"] == JAX
     assert "Canvas user 77777 is not on the roster" in report[
         f"ghostcasper_77777_1004_{PT}.ipynb"]["detail"]
     assert "symbolic link" in report[f"doejohn_12345_1010_{PT}.ipynb"]["detail"]
+    assert "larger than 50 MB" in report[f"doejohn_12345_1011_{PT}.ipynb"]["detail"]
     assert "marked late" in report[f"doejohn_late_12345_1005_{PT}-1.ipynb"]["detail"]
     assert not (tmp_path / f"doejohn_12345_1008_{PT}.ipynb").exists()
     # the grader shows the LMS's late mark, takes no penalty, and invents no time
