@@ -8,6 +8,7 @@
 #                             prints a line per env first: build, rebuild or up to date, and why
 #                             (DRY_RUN=1: only that plan, nothing changed)
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
+#                             grade grades only new and changed submissions (FORCE=1: all again)
 #   make collect              an LMS download into SUBMISSIONS/         (LMS=canvas ZIP=zip ROSTER=csv)
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
@@ -69,6 +70,7 @@ SUBMISSIONS ?= submitted
 # is public; run a class from a private copy with COURSE=path (exercises/README.md).
 COURSE ?= exercises
 STUDENTS ?=
+FORCE ?=
 SCHEDULER ?=
 LMS ?=
 ROSTER ?= roster.csv
@@ -83,7 +85,7 @@ release: setup
 grade: setup
 	@$(TOOLS)/python -m grader grade --course "$(COURSE)" --submissions $(SUBMISSIONS) --jobs $(JOBS) \
 	  $(if $(STUDENTS),--students "$(STUDENTS)") $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
-	  $(if $(UNSANDBOXED),--unsandboxed)
+	  $(if $(UNSANDBOXED),--unsandboxed) $(if $(FORCE),--force)
 
 collect: setup
 	@$(TOOLS)/python -m grader collect --course "$(COURSE)" --lms "$(LMS)" $(if $(ZIP),--zip "$(ZIP)") \

@@ -43,6 +43,7 @@ plot, build/bench.png, and prints a table with each target.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import json
 import os
@@ -236,7 +237,7 @@ def bench_overhead(repeats: int = 5) -> dict:
             def whole() -> float:
                 start = time.monotonic()
                 results = []
-                pool.run([(f"bench-{next(count)}", "bench", job)],
+                pool.run(collections.deque([(f"bench-{next(count)}", "bench", job)]),
                          lambda k, r: results.append(r), window=1)
                 assert not isinstance(results[0], Exception), results[0]
                 return time.monotonic() - start

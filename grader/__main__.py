@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "everyone else's grades stay as they are")
             p.add_argument("--scheduler", default="",
                            help="an existing Dask cluster's scheduler (tcp://host:8786)")
+            p.add_argument("--force", action="store_true",
+                           help="grade every submission again, even those unchanged since "
+                                "their results were stored")
             p.add_argument("--unsandboxed", action="store_true",
                            help="grade with limits only where bubblewrap cannot run: student "
                                 "code then runs with your rights (every row says so)")
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
         students = [s for s in args.students.replace(",", " ").split() if s]
         return grade(course, Path(args.submissions), args.jobs, build, args.unsandboxed,
-                     students=students, scheduler=args.scheduler or None)
+                     students=students, scheduler=args.scheduler or None, force=args.force)
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2

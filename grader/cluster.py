@@ -30,7 +30,7 @@ import collections
 import logging
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from grader import config
 from grader.errors import UsageError
@@ -124,31 +124,30 @@ class Pool:
                                  f"checkout is {ROOT}: every machine of the cluster needs the "
                                  "same checkout at the same path.")
 
-    def run(self, jobs: Iterable[tuple[str, str, dict]], done: Callable[[str, object], None],
-            window: int, task: Callable | None = None) -> None:
-        """Submit (key, label, job) triples, at most `window` at a time, and call
-        done(key, result or exception) as each ends; `task` is what a worker runs for a job
-        (grader.job.run_on_worker by default). A window of one job per worker keeps a
-        class of 300 out of memory and never queues a job behind a long one on a busy worker
-        while another worker idles."""
+    def run(self, queue: collections.deque, done: Callable[[str, object], None],
+            window: int) -> None:
+        """Take (key, label, job) or (key, label, job, task) from the left of `queue`, at
+        most `window` running at a time, and call done(key, result or exception) as each
+        ends; done() may add to the queue. `task` is what a worker runs for the job
+        (grader.job.run_on_worker by default). A window of one job per worker keeps a class
+        of 300 out of memory and never queues a job behind a long one on a busy worker while
+        another worker idles."""
         from distributed import as_completed
 
         from grader.job import run_on_worker
 
-        def submit(key, label, job):
-            self.labels[key] = label
-            pending.add(self.client.submit(task or run_on_worker, job, key=key, pure=False))
+        def fill():
+            while queue and pending.count() < window:
+                key, label, job, *task = queue.popleft()
+                self.labels[key] = label
+                pending.add(self.client.submit(task[0] if task else run_on_worker, job,
+                                               key=key, pure=False))
 
         pending = as_completed()
-        queued = iter(jobs)
-        for key, label, job in queued:
-            submit(key, label, job)
-            if pending.count() >= window:
-                break
-        for future in pending:
-            nxt = next(queued, None)
-            if nxt is not None:  # first, so that the worker need not wait for done()
-                submit(*nxt)
+        fill()
+        while pending.count():
+            future = next(pending)
+            fill()  # first, so that a worker need not wait for done()
             try:
                 result = future.result()
             except Exception as e:  # KilledWorker, or a bug of ours: still a row
@@ -156,6 +155,7 @@ class Pool:
             self.started.pop(future.key, None)
             done(future.key, result)
             future.release()
+            fill()
 
     def label(self, key: str) -> str:
         return self.labels.get(key, key)

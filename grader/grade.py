@@ -1,10 +1,12 @@
-"""`make grade`: every submission graded in a sandboxed kernel, JOBS at a time.
+"""`make grade`: every new or changed submission graded in a sandboxed kernel, JOBS at a time.
 
 nbgrader grades one submission after another and its sqlite gradebook is not safe for
 concurrent writers. So each submission is a job of its own (grader/job.py), run on a Dask
 cluster's workers (grader/cluster.py), and this process alone writes the gradebook, the
-autograded notebooks, the feedback and grades.csv, in sorted order, once every job is done:
-JOBS=1 and JOBS=8, or a cluster of 50 machines, write the same grades.
+autograded notebooks, the feedback and grades.csv: JOBS=1 and JOBS=8, or a cluster of 50
+machines, write the same grades. Each submission is recorded as soon as its page is rendered,
+so a run that is stopped keeps what it finished; a submission whose fingerprint
+(grader/reuse.py) is unchanged since it was recorded is not graded again (FORCE=1 regrades).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader import cluster, collect, gradebook, late, progress, report, sandbox
+from grader import cluster, collect, gradebook, late, progress, report, reuse, sandbox
 from grader.config import grading_settings
 from grader.course import course_model, ensure_release, grading_secret, load_config, seed
 from grader.errors import UsageError
@@ -154,21 +157,34 @@ class Run:
     model: dict[str, Assignment]  # by name (grader/course.py)
     submissions: list[Submission]  # found by grader/collect.py
     kernels: dict
-    box: dict  # the sandbox (plan_sandbox)
+    sandboxed: bool  # False: --unsandboxed or c.GradingSandbox.allow_unsandboxed
     secret: bytes
+    hidden: list[str]  # what the sandbox must not show (plan_sandbox)
+    force: bool = False  # FORCE=1: grade every submission, fingerprints or not
+    box: dict = field(default_factory=dict)  # the sandbox, once a job needs one
+    reused: int = 0  # submissions whose stored result stands
 
 
 def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: bool = False,
-          students: list[str] | None = None, scheduler: str | None = None) -> int:
-    """discover -> plan -> run -> record -> report."""
-    run = discover(course, submissions, build, unsandboxed, students)
-    verdicts = Verdicts(run)
+          students: list[str] | None = None, scheduler: str | None = None,
+          force: bool = False) -> int:
+    """discover -> plan -> run (each submission recorded as it ends) -> report."""
+    run = discover(course, submissions, build, unsandboxed, students, force)
+    recorder = Recorder(run)
+    verdicts = Verdicts(run, recorder.record_one)
     planned = plan_jobs(run, verdicts.finish)
-    wall, where = run_jobs(run, planned, verdicts, jobs, scheduler)
-    rows = record(run, verdicts.results)
+    verdicts.shown.total -= run.reused
+    if run.reused:
+        print(f"grade: {run.reused} submission(s) unchanged since they were graded: their "
+              "results stand (FORCE=1 grades them again)", flush=True)
+    wall, where = (run_jobs(run, planned, verdicts, jobs, scheduler) if planned
+                   else (0.0, "no cluster (nothing to run)"))
+    recorder.close()
+    rows = gradebook.rows(build, run.model)
+    report.write_csv(build / "grades.csv", rows, gradebook.exercises(run.model))
     graded = {(r.student, r.assignment) for r in verdicts.results}
     summary([r for r in rows if (r["student"], r["assignment"]) in graded], len(rows), wall,
-            where, build, run.box)
+            where, build, run)
     failed = cluster.all_failed_message(verdicts.results)
     if failed:
         print(failed, flush=True)
@@ -177,8 +193,8 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
 
 
 def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
-             students: list[str] | None) -> Run:
-    """The course, its settings, the submissions to grade and the sandbox to grade them in."""
+             students: list[str] | None, force: bool = False) -> Run:
+    """The course, its settings, and the submissions to grade."""
     build.mkdir(parents=True, exist_ok=True)
     ensure_release(course, build)
     cfg = load_config(course, build)
@@ -202,29 +218,78 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
                for m in model.values()}
     hidden = sorted({str(ROOT), str(build.resolve()), str(submissions.resolve()),
                      str(course.resolve())})
-    box = plan_sandbox(settings, kernels, hidden, build, unsandboxed)
     print(f"grade: {len(items)} submission(s); limits: {limits['cell_timeout']} s per cell, "
           f"{limits['memory_mb']} MB per process, {limits['max_output_chars']} characters of "
           f"output per cell, {limits['submission_timeout']} s per submission", flush=True)
-    print(f"grade: sandbox: {box['description']}", flush=True)
-    return Run(build, settings, rules, model, items, kernels, box, grading_secret(build))
+    sandboxed = not (unsandboxed or settings["allow_unsandboxed"])
+    return Run(build, settings, rules, model, items, kernels, sandboxed, grading_secret(build),
+               hidden, force)
+
+
+class Recorder:
+    """Writes each submission's files as it ends: its pages and logs, its gradebook entry,
+    its result.json and, last, its fingerprint (grader/reuse.py), so that a run killed at
+    any point leaves every submission either whole or to be graded again.
+
+    Student code runs while this writes; without the sandbox it could write the gradebook
+    too. So before each write the gradebook is compared with what this process last left
+    there, and put back if it changed."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.file = run.build / "gradebook.db"
+        self.known = self.file.read_bytes()
+
+    def check(self) -> None:
+        if self.file.read_bytes() != self.known:  # only possible without the sandbox
+            self.file.write_bytes(self.known)
+            print("grade: WARNING: the gradebook changed while student code ran; restored",
+                  flush=True)
+        for suffix in ("-journal", "-wal", "-shm"):
+            Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+
+    def record_one(self, r: Result, fingerprint: str | None) -> None:
+        """`fingerprint`: None for a submission whose result is never reused (no notebook)."""
+        build, model = self.run.build, self.run.model
+        self.check()
+        reuse.forget(build, r.student, r.assignment or gradebook.NO_ASSIGNMENT)
+        try:
+            write_artifacts(build, r, model)
+        except (OSError, ValueError) as e:  # this student's row says so; the others go on
+            r.flag(Status.GRADING_ERROR, f"its files could not be written: "
+                                         f"{type(e).__name__}: {str(e)[:200]}")
+            fingerprint = None
+        gradebook.record(build, [r], model)
+        self.known = self.file.read_bytes()
+        if fingerprint and Status.GRADING_ERROR not in r.status:
+            reuse.remember(build, r.student, r.assignment, fingerprint)
+
+    def close(self) -> None:
+        self.check()
 
 
 class Verdicts:
     """The results as the jobs end: a student's run is judged once its assignment's
     reference run is in (until then it waits), then finished: its cells clamped to the
-    gradebook's points, its one late penalty, its flags."""
+    gradebook's points, its one late penalty, its flags; then its page is rendered on a
+    worker and the submission recorded."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, record):
         self.run = run
+        self.record = record  # Recorder.record_one
         self.results: list[Result] = []
         self.expected: dict[str, ReferenceRun] = {}  # assignment -> its reference run
         self.waiting: dict[str, list] = {}  # assignment -> (job, result) that ran before it
         self.jobs: dict[str, Job] = {}  # by key
+        self.queue: deque = deque()  # what the cluster runs next (run_jobs)
+        self.pages: dict[str, tuple[Result, Job]] = {}  # by page key
         self.shown = progress.Progress(len(run.submissions))
 
     def done(self, key: str, result) -> None:
         """What a job returned (or the exception its worker died of)."""
+        if key.startswith("page-"):
+            self.page_done(key, result)
+            return
         if key.startswith("reference-"):
             name = key.removeprefix("reference-")
             self.expected[name] = reference_result(name, result)
@@ -267,18 +332,40 @@ class Verdicts:
                                       job.timestamp if job else None, result.score)
             if job and job.timestamp_problem:
                 result.detail.append(job.timestamp_problem)
-        if self.run.box["bwrap"] is None and Status.UNSANDBOXED not in result.status:
+        if not self.run.sandboxed and Status.UNSANDBOXED not in result.status:
             result.flag(Status.UNSANDBOXED, "graded without the sandbox, as asked", first=True)
         self.results.append(result)
         self.shown.done(result, m)
+        if result.autograded is None or m is None:
+            self.record(result, None)
+            return
+        key = f"page-{job.key}"
+        self.pages[key] = (result, job)
+        # first in the queue: a submission is recorded as soon as it can be
+        self.queue.appendleft((key, f"{result.student}/{result.assignment}",
+                               {"course": m, "result": result}, feedback_on_worker))
+
+    def page_done(self, key: str, page) -> None:
+        """The page rendered on a worker, with what rendering added (a cut, a plain page, a
+        flag); or the worker died rendering it, or a bug of ours: the plain page."""
+        r, job = self.pages.pop(key)
+        if isinstance(page, Result):
+            r.feedback, r.status, r.detail, r.review = (page.feedback, page.status,
+                                                        page.detail, page.review)
+        else:
+            r.feedback = report.feedback_stub(r, self.run.model[r.assignment])
+        self.record(r, job.fingerprint)
 
 
 def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
              scheduler: str | None) -> tuple[float, str]:
-    """Every job on the cluster, then every page: (seconds it took, where it ran). The
-    gradebook is as it was before, whatever the jobs did."""
-    gradebook_file = run.build / "gradebook.db"
-    snapshot = gradebook_file.read_bytes()  # what it must still be when the jobs are done
+    """Every job on the cluster, each page as its verdict is in: (seconds it took, where it
+    ran). The sandbox is probed first: only a run with jobs needs it."""
+    run.box = plan_sandbox(run.settings, run.kernels, run.hidden, run.build, not run.sandboxed)
+    print(f"grade: sandbox: {run.box['description']}", flush=True)
+    for job in planned:
+        job.spec["sandbox"] = sandbox_part(run.box, run.settings,
+                                           run.kernels[run.model[job.submission.assignment].kernel])
     start = time.monotonic()
     references = reference_jobs(run, planned)
     verdicts.jobs = {job.key: job for job in planned}
@@ -287,55 +374,18 @@ def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
     try:
         verdicts.shown.watch(pool)
         # The references first, so that they are in by the time most students' runs are;
-        # the students' runs do not wait for them, only their verdicts do.
-        stream = [*references, *((job.key, job.label, job.spec) for job in planned)]
-        pool.run(iter(stream), verdicts.done, window=pool.workers())
-        render_pages(run, verdicts.results, pool)
+        # the students' runs do not wait for them, only their verdicts do. Pages go to the
+        # front of the queue as verdicts come in (Verdicts.finish).
+        verdicts.queue.extend([*references, *((job.key, job.label, job.spec) for job in planned)])
+        pool.run(verdicts.queue, verdicts.done, window=pool.workers())
     finally:
         verdicts.shown.stop()
         pool.close()
-    if gradebook_file.read_bytes() != snapshot:  # only possible without the sandbox
-        gradebook_file.write_bytes(snapshot)
-        print("grade: WARNING: the gradebook changed while student code ran; restored",
-              flush=True)
-    for suffix in ("-journal", "-wal", "-shm"):
-        Path(f"{gradebook_file}{suffix}").unlink(missing_ok=True)
     return time.monotonic() - start, pool.where
 
 
-def render_pages(run: Run, results: list[Result], pool) -> None:
-    """Each feedback page, rendered on a worker once the verdicts and the penalty are in."""
-    pages = [(f"page-{n}", f"{r.student}/{r.assignment}",
-              {"course": run.model[r.assignment], "result": r})
-             for n, r in enumerate(results) if r.autograded is not None]
-    by_key = {key: job["result"] for key, _, job in pages}
-
-    def page_done(key: str, page) -> None:
-        r = by_key[key]
-        if isinstance(page, Result):  # what rendering added: a cut, a plain page, a flag
-            r.feedback, r.status, r.detail, r.review = (page.feedback, page.status,
-                                                        page.detail, page.review)
-        else:  # the worker died rendering it, or a bug of ours: the plain page
-            r.feedback = report.feedback_stub(r, run.model[r.assignment])
-    pool.run(iter(pages), page_done, window=pool.workers(), task=feedback_on_worker)
-
-
-def record(run: Run, results: list[Result]) -> list[dict]:
-    """Artifacts, gradebook and grades.csv, written by this process alone: its rows."""
-    for r in results:
-        try:
-            write_artifacts(run.build, r, run.model)
-        except (OSError, ValueError) as e:  # this student's row says so; the others go on
-            r.flag(Status.GRADING_ERROR, f"its files could not be written: "
-                                         f"{type(e).__name__}: {str(e)[:200]}")
-    gradebook.record(run.build, results, run.model)
-    rows = gradebook.rows(run.build, run.model)
-    report.write_csv(run.build / "grades.csv", rows, gradebook.exercises(run.model))
-    return rows
-
-
 def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
-            box: dict) -> None:
+            run: Run) -> None:
     esc = report.escape_text
     if rows:
         width = max(len(esc(r["student"])) for r in rows)
@@ -351,18 +401,25 @@ def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
               "a correct answer does not need. Read the notebook in build/autograded/.")
         for r in flagged:
             print(f"  {esc(r['student'])} {r['assignment']}: {esc(r['review'])}")
-    if box["bwrap"] is None:
-        print(f"\ngrade: sandbox: {box['description']}")
+    if run.box and run.box["bwrap"] is None:
+        print(f"\ngrade: sandbox: {run.box['description']}")
     bad = sum(r["status"] != "ok" for r in rows)
-    print(f"\ngrade: {len(rows)} graded now ({bad} with a status, {len(flagged)} to review) "
-          f"in {wall:.1f} s on {where}; grades.csv lists all {total} row(s): "
+    ran = (f"{len(rows)} graded now ({bad} with a status, {len(flagged)} to review) in "
+           f"{wall:.1f} s on {where}" if rows else "none graded now")
+    reused = f", {run.reused} unchanged since they were graded" if run.reused else ""
+    print(f"\ngrade: {ran}{reused}; grades.csv lists all {total} row(s): "
           f"{show(build / 'grades.csv')}, feedback in {show(build / 'feedback')}", flush=True)
 
 
 def plan_jobs(run: Run, finish) -> list[Job]:
     """A Job for each submission to run, its notebook read once, as it is submitted; those
-    that cannot run are finished here with a row saying why."""
+    that cannot run are finished here with a row saying why, and those whose fingerprint is
+    the one stored with their result are left as they are (counted in run.reused)."""
     planned = []
+    shared = {name: reuse.assignment_digest(
+        m, secret=run.secret, rules=run.rules, settings=run.settings,
+        kernel=run.kernels[m.kernel], sandboxed=run.sandboxed) for name, m in run.model.items()}
+    complete = set() if run.force else gradebook.graded(run.build, run.model)
     for n, sub in enumerate(run.submissions):
         m = run.model.get(sub.assignment)
         if sub.problem:
@@ -377,15 +434,20 @@ def plan_jobs(run: Run, finish) -> list[Job]:
                                f"could not read the notebook: {why}", m.points))
             continue
         timestamp, timestamp_problem = late.read_timestamp(os.path.dirname(sub.path))
+        fingerprint = reuse.fingerprint(shared[sub.assignment], sub.student, data,
+                                        [timestamp, timestamp_problem])
+        if ((sub.student, sub.assignment) in complete
+                and reuse.stored(run.build, sub.student, sub.assignment) == fingerprint):
+            run.reused += 1
+            continue
         answers = hashlib.sha256(data).hexdigest()
         spec = {"student": sub.student, "assignment": sub.assignment,
                 "notebook": base64.b64encode(data).decode(), "course": m.to_json(),
                 "limits": run.settings["limits"], "timeouts": run.settings["timeouts"],
                 "seeds": {gid: seed(run.secret, sub.student, sub.assignment, gid, answers)
-                          for gid in m.tests},
-                "sandbox": sandbox_part(run.box, run.settings, run.kernels[m.kernel])}
+                          for gid in m.tests}}  # its "sandbox" once run_jobs has one
         planned.append(Job(f"grade-{n}", f"{sub.student}/{sub.assignment}", sub, spec,
-                           timestamp, timestamp_problem))
+                           timestamp, timestamp_problem, fingerprint))
     return planned
 
 

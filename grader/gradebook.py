@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from grader import report
+from grader import report, reuse
 from grader.model import EXERCISE, Assignment, Lateness, Result, Status
 from grader.paths import gradebook_url
 
@@ -71,8 +71,15 @@ def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> 
     for r in results:
         folder = build / "grading" / r.student / (r.assignment or NO_ASSIGNMENT)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "result.json").write_text(json.dumps(r.to_json(STORED), indent=1) + "\n",
-                                            encoding="utf-8")
+        reuse.write_atomic(folder / "result.json", json.dumps(r.to_json(STORED), indent=1) + "\n")
+
+
+def graded(build: Path, model: dict[str, Assignment]) -> set[tuple[str, str]]:
+    """(student, assignment) of every submission the gradebook holds."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook_url(build)) as gb:
+        return {(sub.student.id, a) for a in model for sub in gb.find_assignment(a).submissions}
 
 
 def stored(build: Path) -> list[Result]:

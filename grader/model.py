@@ -155,6 +155,7 @@ class Job:
     spec: dict
     timestamp: str | None = None
     timestamp_problem: str | None = None
+    fingerprint: str = ""  # what its recorded result is stored with (grader/reuse.py)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Grading a course: per-exercise columns, regrading some students, deadlines, LMS exports.
+"""Grading a course: per-exercise columns, regrading some students, deadlines, LMS exports,
+reruns that grade only what changed, and runs killed part-way.
 
 A small PyTorch class is graded (JOBS=2) against a copy of the course whose config adds a
 due date and a penalty of one point per started hour. Students: a correct one on time, the
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +60,8 @@ def course(frameworks, tmp_path_factory) -> dict:
 
     with Gradebook(f"sqlite:///{build / 'gradebook.db'}") as gb:
         gb.add_student("zed")  # enrolled, never handed anything in
+    pristine = tmp / "build-as-released"  # for the kill tests: the same course, not graded
+    shutil.copytree(build, pristine)
     submitted = tmp / "submitted"
     for student, source, stamp in (("ada", "ada", None),
                                    ("ada-late", "ada", "2026-12-01 19:30:00 UTC"),
@@ -70,7 +75,18 @@ def course(frameworks, tmp_path_factory) -> dict:
     graded = grader("grade", "--course", str(course), "--build", str(build), "--submissions",
                     str(submitted), "--jobs", "2")
     return {"course": course, "build": build, "submitted": submitted, "log": graded.stdout,
-            "rows": {r["student"]: r for r in read(build / "grades.csv")}}
+            "rows": {r["student"]: r for r in read(build / "grades.csv")},
+            "pristine": pristine, "csv": (build / "grades.csv").read_text(),
+            "pages": pages(build)}
+
+
+def pages(build: Path) -> dict[str, str]:
+    return {str(p.relative_to(build)): p.read_text() for p in (build / "feedback").rglob("*.html")}
+
+
+def graded_now(stdout: str) -> list[str]:
+    """The students of a run's progress lines: those it graded."""
+    return sorted(line.split()[1] for line in stdout.splitlines() if line.startswith("["))
 
 
 def test_the_csv_has_a_column_per_exercise_that_adds_up(course):
@@ -123,8 +139,8 @@ def test_regrading_one_student_leaves_the_others_rows_as_they_were(course, tmp_p
     before = (course["build"] / "grades.csv").read_text().splitlines()
     proc = grader("grade", "--course", str(course["course"]), "--build", str(course["build"]),
                   "--submissions", str(course["submitted"]), "--jobs", "1",
-                  "--students", "leo")
-    assert "grade: 1 submission(s)" in proc.stdout
+                  "--students", "leo", "--force")
+    assert "grade: 1 submission(s)" in proc.stdout and graded_now(proc.stdout) == ["leo"]
     after = (course["build"] / "grades.csv").read_text().splitlines()
     assert [line for line in after if not line.startswith("leo,")] == \
         [line for line in before if not line.startswith("leo,")]
@@ -141,6 +157,111 @@ def test_a_student_id_that_is_no_ones_stops_before_grading(course):
     assert "STUDENTS names lep" in proc.stderr and "ada, ada-late, ada-odd, leo, nia" in proc.stderr
     assert "running on" not in proc.stdout, "no worker started"
     assert (course["build"] / "grades.csv").read_text() == before
+
+
+def grade_again(course, build: Path | None = None) -> subprocess.CompletedProcess:
+    return grader("grade", "--course", str(course["course"]), "--build",
+                  str(build or course["build"]), "--submissions", str(course["submitted"]),
+                  "--jobs", "2")
+
+
+def test_a_rerun_with_nothing_changed_grades_nothing_and_starts_no_worker(course):
+    build = course["build"]
+    before = ((build / "grades.csv").read_text(), pages(build))
+    proc = grade_again(course)
+    assert graded_now(proc.stdout) == [], proc.stdout
+    assert "grade: 5 submission(s) unchanged since they were graded" in proc.stdout
+    assert "running on" not in proc.stdout and "sandbox:" not in proc.stdout, "no cluster"
+    assert ((build / "grades.csv").read_text(), pages(build)) == before
+
+
+def test_only_a_changed_notebook_or_hand_in_time_is_graded_again(course):
+    build, submitted = course["build"], course["submitted"]
+    notebook = submitted / "leo" / NB / f"{NB}.ipynb"
+    stamp = submitted / "ada-late" / NB / "timestamp.txt"
+    originals = {notebook: notebook.read_bytes(), stamp: stamp.read_bytes()}
+    try:
+        nb = json.loads(originals[notebook])
+        nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "my notes"})
+        notebook.write_text(json.dumps(nb))
+        stamp.write_text("2026-12-01 20:30:00 UTC\n")  # an hour later than it was
+        proc = grade_again(course)
+        assert graded_now(proc.stdout) == ["ada-late", "leo"], proc.stdout
+        assert "grade: 3 submission(s) unchanged" in proc.stdout
+        rows = {r["student"]: r for r in read(build / "grades.csv")}
+        assert rows["ada-late"]["late"] == "3.5 h late, -4 points", rows["ada-late"]
+        assert rows["leo"] == course["rows"]["leo"], "a note added changes no grade"
+        assert all(rows[s] == course["rows"][s] for s in ("ada", "ada-odd", "nia", "zed"))
+    finally:
+        for path, data in originals.items():
+            path.write_bytes(data)
+    proc = grade_again(course)  # as handed in again: graded again, back to the first rows
+    assert graded_now(proc.stdout) == ["ada-late", "leo"], proc.stdout
+    assert (build / "grades.csv").read_text() == course["csv"]
+
+
+# Runs the grader, killing it with SIGKILL at the given call: `record` (a submission's
+# gradebook entry, after its pages) or `csv` (grades.csv, half written), after N such calls.
+KILLER = """
+import os, signal, sys
+from grader import gradebook, report
+point, after = sys.argv[1], int(sys.argv[2])
+calls = []
+
+def killing(original):
+    def call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > after:
+            if point == "csv":
+                args[0].with_suffix(".tmp").write_text("student,assignm")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return call
+
+if point == "record":
+    gradebook.record = killing(gradebook.record)
+else:
+    report.write_csv = killing(report.write_csv)
+from grader.__main__ import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def fingerprinted(build: Path) -> list[str]:
+    return sorted(p.parts[-3] for p in (build / "grading").glob("*/*/fingerprint"))
+
+
+def test_a_run_killed_at_any_point_is_finished_by_the_next_one(course, tmp_path):
+    """SIGKILL before the first result is stored, mid-run, and while grades.csv is written:
+    each next run grades only what was not stored, and the last one leaves the CSV and the
+    pages of a run never interrupted."""
+    build = tmp_path / "build"
+    shutil.copytree(course["pristine"], build)
+    shutil.copy2(course["build"] / "grading-secret", build)  # the same seeds as that run
+
+    def killed(point: str, after: int) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-c", KILLER, point, str(after), "grade", "--course",
+             str(course["course"]), "--build", str(build), "--submissions",
+             str(course["submitted"]), "--jobs", "2"],
+            capture_output=True, text=True, timeout=1200, cwd=ROOT)
+        assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    everyone = ["ada", "ada-late", "ada-odd", "leo", "nia"]
+    killed("record", 0)
+    assert fingerprinted(build) == [] and not (build / "grades.csv").exists()
+    killed("record", 2)
+    stored = fingerprinted(build)
+    assert len(stored) == 2, stored
+    proc = killed("csv", 0)
+    assert graded_now(proc.stdout) == sorted(set(everyone) - set(stored)), \
+        "what was stored is not graded again"
+    assert fingerprinted(build) == everyone and not (build / "grades.csv").exists()
+    proc = grade_again(course, build)
+    assert graded_now(proc.stdout) == [] and "5 submission(s) unchanged" in proc.stdout
+    assert (build / "grades.csv").read_text() == course["csv"]
+    assert pages(build) == course["pages"]
 
 
 def roster(tmp_path: Path, text: str) -> Path:
@@ -182,14 +303,14 @@ def test_moodle_export(course, tmp_path):
     lines = list(csv.reader(io.StringIO(
         (course["build"] / "grades-moodle.csv").read_text(encoding="utf-8"))))
     assets = sorted(p.name for p in (course["course"] / "source").iterdir())
-    assert lines[0] == ["ID number", "Full name", "Section", *assets]
+    assert lines[0] == ["ID number", "Email address", "Full name", "Section", *assets]
     by_id = {line[0]: line for line in lines[1:]}
     assert set(by_id) == {"S001", "S002", "S099"}
-    assert by_id["S002"][3 + assets.index(NB)] == course["rows"]["ada-late"]["score"]
+    assert by_id["S002"][4 + assets.index(NB)] == course["rows"]["ada-late"]["score"]
 
 
 @pytest.mark.parametrize("text, message", [
-    ("student,name\nada,Ada\n", "lacks the column(s) lms_id"),
+    ("student,name\nada,Ada\n", "a roster it cannot read; its header is student, name"),
     ("student,name,lms_id\nada,A,1\nada,B,2\n", "lists ada twice"),
 ])
 def test_a_wrong_roster_gets_a_clear_error(course, tmp_path, text, message):
