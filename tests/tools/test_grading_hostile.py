@@ -169,9 +169,10 @@ def read_csv(path: Path) -> dict[str, dict]:
         return {row["student"]: row for row in csv.DictReader(f)}
 
 
-def grade(submissions: Path, build: Path, jobs: int = 2) -> subprocess.CompletedProcess:
+def grade(submissions: Path, build: Path, jobs: int = 2,
+          *more: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grader", "grade", "--submissions",
-                           str(submissions), "--jobs", str(jobs), "--build", str(build)],
+                           str(submissions), "--jobs", str(jobs), "--build", str(build), *more],
                           capture_output=True, timeout=1800, cwd=ROOT)
 
 
@@ -392,14 +393,15 @@ def test_hidden_tests_draw_per_student_and_the_same_on_a_regrade(run, tmp_path):
         "the feedback shows what the visible test printed, and nothing of the checks"
     again = tmp_path / "again"
     shutil.copytree(run["folder"] / "seeds", again / "seeds")
-    proc = grade(again, run["build"], jobs=1)
+    proc = grade(again, run["build"], 1, "--force")  # the same bytes: graded again, as asked
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert b"1 graded now" in proc.stdout, proc.stdout[-2000:]
     assert sizes(run["build"], "seeds") == first, "a regrade drew other sizes"
     assert read_csv(run["build"] / "grades.csv")["seeds"]["score"] == "15"
     # a resubmission (other bytes, the same answers) draws new sizes
     path = again / "seeds" / NB / f"{NB}.ipynb"
     path.write_text(path.read_text() + "\n")
-    proc = grade(again, run["build"], jobs=1)
+    proc = grade(again, run["build"], 1)
     assert proc.returncode == 0, proc.stderr[-2000:]
     resubmitted = sizes(run["build"], "seeds")
     assert resubmitted[:2] == first[:2] and resubmitted[2] != first[2], (first, resubmitted)
