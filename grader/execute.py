@@ -106,9 +106,11 @@ class GradingClient(NotebookClient):
                  time_limit: int, checks: list[tuple[str, str]] = (),
                  seed_sets: list[dict] = (), observe_source: str = "",
                  setup_timeout: float = 120, **kw):
+        # coalesce_streams: a cell's stdout as one output, however the kernel's messages were
+        # cut up in transit, so that the same notebook always gives the same page.
         super().__init__(nb, km=km, allow_errors=True, interrupt_on_timeout=True,
                          raise_on_iopub_timeout=True, record_timing=False,
-                         store_widget_state=False, **kw)
+                         store_widget_state=False, coalesce_streams=True, **kw)
         # After the interrupt, a kernel gets iopub_timeout seconds to finish the cell's
         # output; one that does not (it ignores the interrupt) raises CellTimeoutError.
         self.error_on_timeout = {"ename": "CellTimeoutError",

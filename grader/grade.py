@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader import cluster, collect, gradebook, late, progress, report, reuse, sandbox
+from grader import cluster, collect, gradebook, late, progress, report, reuse, sandbox, similarity
 from grader.config import grading_settings
 from grader.course import course_model, ensure_release, grading_secret, load_config, seed
 from grader.errors import UsageError
@@ -161,6 +161,7 @@ class Run:
     secret: bytes
     hidden: list[str]  # what the sandbox must not show (plan_sandbox)
     force: bool = False  # FORCE=1: grade every submission, fingerprints or not
+    everyone: list[Submission] = field(default_factory=list)  # STUDENTS= or not
     box: dict = field(default_factory=dict)  # the sandbox, once a job needs one
     reused: int = 0  # submissions whose stored result stands
 
@@ -180,6 +181,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     wall, where = (run_jobs(run, planned, verdicts, jobs, scheduler) if planned
                    else (0.0, "no cluster (nothing to run)"))
     recorder.close()
+    compare(run)
     rows = gradebook.rows(build, run.model)
     report.write_csv(build / "grades.csv", rows, gradebook.exercises(run.model))
     graded = {(r.student, r.assignment) for r in verdicts.results}
@@ -202,6 +204,7 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
     limits = settings["limits"]
     model = course_model(course, build)
     items, warnings = collect.discover(submissions.resolve(), model)
+    everyone = items
     if students:  # regrade these; everyone else's rows stay as they are
         wanted = set(students)
         known = sorted({i.student for i in items})
@@ -223,7 +226,19 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
           f"output per cell, {limits['submission_timeout']} s per submission", flush=True)
     sandboxed = not (unsandboxed or settings["allow_unsandboxed"])
     return Run(build, settings, rules, model, items, kernels, sandboxed, grading_secret(build),
-               hidden, force)
+               hidden, force, everyone)
+
+
+def compare(run: Run) -> None:
+    """Similar answers across the class as handed in (STUDENTS= or not): build/similarity.html
+    and a line in each such row's review column (grader/similarity.py)."""
+    subs = {(s.student, s.assignment): Path(s.path) for s in run.everyone
+            if s.path and not s.problem and s.assignment in run.model}
+    released = {a: run.build / "release" / a / f"{m.notebook}.ipynb"
+                for a, m in run.model.items()}
+    if similarity.refresh(run.build, subs, released):
+        print(f"grade: similar answers compared: {show(run.build / 'similarity.html')}",
+              flush=True)
 
 
 class Recorder:

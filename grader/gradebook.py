@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from grader import report, reuse
+from grader import report, reuse, similarity
 from grader.model import EXERCISE, Assignment, Lateness, Result, Status
 from grader.paths import gradebook_url
 
@@ -98,6 +98,7 @@ def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
     from nbgrader.api import Gradebook, MissingEntry
 
     results = {(r.student, r.assignment): r for r in stored(build)}
+    similar = similarity.stored_lines(build)  # computed for the class after grading
     columns = exercises(model)
     out = []
     with Gradebook(gradebook_url(build)) as gb:
@@ -112,7 +113,8 @@ def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
         for (student, a), r in sorted(results.items()):
             row = {"student": student, "assignment": a, "score": "0", "max_score": "0",
                    **dict.fromkeys(columns, ""), "status": report.status_text(r),
-                   "review": "; ".join(r.review), "late": "", "detail": "; ".join(r.detail)}
+                   "review": "; ".join([*r.review, *filter(None, [similar.get((student, a))])]),
+                   "late": "", "detail": "; ".join(r.detail)}
             if a in model:
                 try:
                     nb = gb.find_submission_notebook(model[a].notebook, a, student)

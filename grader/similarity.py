@@ -77,6 +77,7 @@ MIN_MATCHED = 80
 MAX_CELL_CHARS = 20_000
 LANGUAGE = "python"  # every kernel of the course runs Python
 REVIEW_SHOWN = 3  # other students named in one review line
+REVIEW_PREFIX = "answers near-identical to"  # how a review line of ours starts
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,7 @@ def review_lines(pairs) -> dict[tuple[str, str], str]:
         found.sort(key=lambda x: (-x[0], x[1]))
         named = ", ".join(f"{escape_text(o)} ({s:.0%})" for s, o in found[:REVIEW_SHOWN])
         more = f" and {len(found) - REVIEW_SHOWN} more" if len(found) > REVIEW_SHOWN else ""
-        lines[key] = f"answers near-identical to {named}{more}: see similarity.html"
+        lines[key] = f"{REVIEW_PREFIX} {named}{more}: see similarity.html"
     return lines
 
 
@@ -447,3 +448,48 @@ def write_report(pairs, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(render(pairs), encoding="utf-8")
     os.replace(tmp, out)
+
+
+# ---------------------------------------------------------------- after a grading run
+LINES_FILE = "similarity.json"  # the review lines grades.csv shows (gradebook.rows)
+
+
+def refresh(build: Path, submissions: dict[tuple[str, str], Path],
+            released: dict[str, Path]) -> bool:
+    """build/similarity.html and its review lines for the class as handed in now; compared
+    again only when a notebook or this module changed since the last time (a rerun that
+    grades nothing costs a digest). True when compared again."""
+    import hashlib
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for key, path in sorted({**{(s, a): p for (s, a), p in submissions.items()},
+                             **{("", a): p for a, p in released.items()}}.items()):
+        try:
+            data = read_regular_file(path, MAX_NOTEBOOK_BYTES)
+        except (OSError, ValueError):
+            data = b""
+        h.update(json.dumps(key).encode() + hashlib.sha256(data).digest())
+    digest = h.hexdigest()
+    lines_file = build / LINES_FILE
+    try:
+        if json.loads(lines_file.read_text(encoding="utf-8"))["digest"] == digest \
+                and (build / "similarity.html").exists():
+            return False
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    pairs = find_pairs(submissions, released)
+    write_report(pairs, build / "similarity.html")
+    lines = [[s, a, line] for (s, a), line in sorted(review_lines(pairs).items())]
+    tmp = lines_file.with_name(lines_file.name + ".tmp")
+    tmp.write_text(json.dumps({"digest": digest, "lines": lines}, indent=1), encoding="utf-8")
+    os.replace(tmp, lines_file)
+    return True
+
+
+def stored_lines(build: Path) -> dict[tuple[str, str], str]:
+    """The review lines of the last comparison (refresh), by (student, assignment)."""
+    try:
+        data = json.loads((build / LINES_FILE).read_text(encoding="utf-8"))
+        return {(s, a): line for s, a, line in data["lines"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

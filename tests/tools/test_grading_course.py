@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from grader import similarity
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "grading" / "sample_class"
 NB = "lazy-init-pytorch"
@@ -135,6 +137,18 @@ def test_a_blank_hand_in_is_not_attempted_and_wrong_work_is_not(course):
     assert "(Score: 0.0 / 15.0)" in page
 
 
+def test_copies_pair_up_in_the_review_column_and_a_blank_hand_in_pairs_with_no_one(course):
+    """ada, ada-late and ada-odd handed in the same notebook; nia the released one."""
+    assert "similar answers compared" in course["log"]
+    rows = course["rows"]
+    for student, others in (("ada", "ada-late (100%), ada-odd (100%)"),
+                            ("ada-late", "ada (100%), ada-odd (100%)")):
+        assert f"{similarity.REVIEW_PREFIX} {others}" in rows[student]["review"], rows[student]
+    assert similarity.REVIEW_PREFIX not in rows["nia"]["review"]
+    page = (course["build"] / "similarity.html").read_text()
+    assert "ada-odd" in page and "nia" not in page
+
+
 def test_regrading_one_student_leaves_the_others_rows_as_they_were(course, tmp_path):
     before = (course["build"] / "grades.csv").read_text().splitlines()
     proc = grader("grade", "--course", str(course["course"]), "--build", str(course["build"]),
@@ -172,6 +186,7 @@ def test_a_rerun_with_nothing_changed_grades_nothing_and_starts_no_worker(course
     assert graded_now(proc.stdout) == [], proc.stdout
     assert "grade: 5 submission(s) unchanged since they were graded" in proc.stdout
     assert "running on" not in proc.stdout and "sandbox:" not in proc.stdout, "no cluster"
+    assert "similar answers compared" not in proc.stdout, "nothing new to compare"
     assert ((build / "grades.csv").read_text(), pages(build)) == before
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from grader import similarity
+
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ROOT / "tests" / "grading" / "hostile_class"
 SOURCE_NB = ROOT / "exercises" / "source" / "lazy-init-pytorch" / "lazy-init-pytorch.ipynb"
@@ -210,7 +212,7 @@ def test_every_submission_gets_its_row(run):
     for student, (score, status, review, _) in EXPECTED.items():
         row = rows[student]
         got = (row["score"], row["status"])
-        flagged = (review in row["review"]) if review else row["review"] == ""
+        flagged = (review in findings(row)) if review else findings(row) == ""
         if got != (score, status) or not flagged:
             wrong.append(f"{student}: expected {score} {status!r} review {review!r}, got "
                          f"{got} review {row['review']!r} ({row['detail']})")
@@ -220,7 +222,14 @@ def test_every_submission_gets_its_row(run):
 def test_no_trick_raises_a_score_unless_the_row_is_flagged(run):
     for student, (*_, honest) in EXPECTED.items():
         row = run["rows"][student]
-        assert float(row["score"]) <= honest or row["review"], (student, row)
+        assert float(row["score"]) <= honest or findings(row), (student, row)
+
+
+def findings(row: dict) -> str:
+    """The row's review column without the similarity report's lines: nearly every hostile
+    submission is the reference solution with an attack added, so nearly all of them pair."""
+    return "; ".join(part for part in row["review"].split("; ") if part
+                     and not part.startswith(similarity.REVIEW_PREFIX))
 
 
 def test_the_sandbox_was_bubblewrap(run):
