@@ -10,6 +10,8 @@
 #   make release / grade      nbgrader student versions / autograde     (COURSE=dir, SUBMISSIONS=dir, JOBS=N)
 #                             grade grades only new and changed submissions (FORCE=1: all again)
 #   make collect              an LMS download into SUBMISSIONS/         (LMS=canvas ZIP=zip ROSTER=csv)
+#   make override             an instructor's score for one test cell   (STUDENT= ASSIGNMENT= CELL=
+#                             POINTS= NOTE="why"; CLEAR=1 removes it): row, page, exports at once
 #   make export               grades for Canvas or Moodle               (LMS=canvas ROSTER=csv)
 #   make lab                  the student's JupyterLab on copies in build/lab/, no grading menus
 #                             (LAB_ARGS="--no-browser --port 8899", LAB_FRESH=1: fresh copies)
@@ -78,7 +80,7 @@ ZIP ?=
 BENCH ?=
 LAB_ARGS ?=
 LAB_FRESH ?=
-.PHONY: release collect grade export lab bench
+.PHONY: release collect grade override export lab bench
 release: setup
 	@$(TOOLS)/python -m grader release --course "$(COURSE)"
 
@@ -90,6 +92,20 @@ grade: setup
 collect: setup
 	@$(TOOLS)/python -m grader collect --course "$(COURSE)" --lms "$(LMS)" $(if $(ZIP),--zip "$(ZIP)") \
 	  --roster "$(ROSTER)" --submissions "$(SUBMISSIONS)"
+
+STUDENT ?=
+ASSIGNMENT ?=
+CELL ?=
+POINTS ?=
+NOTE ?=
+CLEAR ?=
+# The note is free text: it reaches the command through the environment, so that no quote,
+# `$` or backtick in it is read by make or the shell.
+override: export GRADER_NOTE := $(value NOTE)
+override: setup
+	@$(TOOLS)/python -m grader override --course "$(COURSE)" --student "$(STUDENT)" \
+	  --assignment "$(ASSIGNMENT)" --cell "$(CELL)" --points "$(POINTS)" --note "$$GRADER_NOTE" \
+	  $(if $(CLEAR),--clear)
 
 export: setup
 	@$(TOOLS)/python -m grader export --course "$(COURSE)" --lms "$(LMS)" --roster "$(ROSTER)"

@@ -1,7 +1,7 @@
 """The grader: nbgrader assignments released and autograded, each submission in a sandbox.
 
-An instructor's tool, run as `make release`, `make collect`, `make grade` and `make export`
-(python -m grader). One module per responsibility:
+An instructor's tool, run as `make release`, `make collect`, `make grade`, `make override`
+and `make export` (python -m grader). One module per responsibility:
 
   config    every setting, with its help and default (`python -m grader config`)
   model     what flows between the modules: Result, Lateness, ReferenceRun, Status
@@ -15,7 +15,10 @@ An instructor's tool, run as `make release`, `make collect`, `make grade` and `m
   grade     a grading run: discover, plan, run on a cluster, record, report
   cluster   where jobs run: a local Dask cluster, or any Dask scheduler
   progress  what the instructor sees while a class is graded
+  reuse     the fingerprint of what a grade depends on: reruns grade only what changed
   gradebook the class's record: scores in nbgrader's gradebook, the rest beside it; CSV rows
+  override  an instructor's score for a test cell, with its reason, kept while the answers are
+  similarity  near-identical answers across the class, for the instructor (similarity.html)
   late      due dates, timestamps and late penalties
   export    grades as Canvas or Moodle import them, per assignment or combined
   job       one submission: restore, audit, execute, verdicts, artifacts; and the

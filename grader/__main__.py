@@ -1,5 +1,6 @@
-"""python -m grader release | collect | grade | export | config: what `make release`,
-`make collect`, `make grade` and `make export` run, and the list of every setting."""
+"""python -m grader release | collect | grade | override | export | config: what `make
+release`, `make collect`, `make grade`, `make override` and `make export` run, and the list
+of every setting."""
 
 from __future__ import annotations
 
@@ -61,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roster", required=True,
                    help="the LMS's roster export (Canvas's gradebook, Moodle's grade export), "
                         "or a CSV with columns student, name, lms_id[, section, lms_user_id]")
+    p = sub.add_parser("override", help="an instructor's score for one test cell, with a "
+                                        "reason: the row, the page and the exports at once")
+    p.add_argument("--build", default=str(ROOT / "build"))
+    p.add_argument("--course", default=str(DEFAULT_COURSE))
+    p.add_argument("--student", required=True)
+    p.add_argument("--assignment", required=True)
+    p.add_argument("--cell", required=True, help="a test cell's grade id, e.g. ex3-hidden")
+    p.add_argument("--points", default=None)
+    p.add_argument("--note", default="", help="why: the row and the student's page show it")
+    p.add_argument("--clear", action="store_true", help="remove the cell's override")
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
     build = Path(getattr(args, "build", ROOT / "build")).resolve()
@@ -75,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "release":
             return release(course, build)
+        if args.command == "override":
+            from grader.override import override
+
+            return override(course, build, args.student, args.assignment, args.cell,
+                            args.points, args.note, args.clear)
         if args.command == "collect":
             from grader.lms_collect import collect
 

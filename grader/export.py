@@ -29,6 +29,7 @@ Formats, as each LMS reads them (grader/lms.py cites the sources):
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from grader import gradebook, lms, report
@@ -114,7 +115,28 @@ def export(course: Path, build: Path, lms_name: str, roster_path: Path) -> int:
         print(f"export: WARNING: in the gradebook but not on the roster, so not in the file "
               f"(add them to {roster_path.name}): "
               f"{', '.join(map(report.escape_text, unlisted))}")
+    remember(build, lms_name, roster_path)
     return 0
+
+
+WRITTEN = "exports.json"  # each LMS's last export and its roster: `make override` redoes them
+
+
+def remember(build: Path, lms_name: str, roster_path: Path) -> None:
+    from grader.reuse import write_atomic
+
+    done = {**written(build), lms_name: str(roster_path.resolve())}
+    write_atomic(build / WRITTEN, json.dumps(done, indent=1, sort_keys=True) + "\n")
+
+
+def written(build: Path) -> dict[str, str]:
+    """LMS -> the roster its export was last written with."""
+    try:
+        done = json.loads((build / WRITTEN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in done.items() if k in lms.LMSES and isinstance(v, str)} \
+        if isinstance(done, dict) else {}
 
 
 def _text(value: str) -> str:

@@ -22,7 +22,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader import cluster, collect, gradebook, late, progress, report, reuse, sandbox, similarity
+from grader import (
+    cluster,
+    collect,
+    gradebook,
+    late,
+    override,
+    progress,
+    report,
+    reuse,
+    sandbox,
+    similarity,
+)
 from grader.config import grading_settings
 from grader.course import course_model, ensure_release, grading_secret, load_config, seed
 from grader.errors import UsageError
@@ -225,6 +236,9 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
           f"{limits['memory_mb']} MB per process, {limits['max_output_chars']} characters of "
           f"output per cell, {limits['submission_timeout']} s per submission", flush=True)
     sandboxed = not (unsandboxed or settings["allow_unsandboxed"])
+    for taken in override.adopt(build, model, rules):
+        print(f"grade: a manual score given outside `make override` is kept as an override of "
+              f"the notebook it was given on: {report.escape_text(taken)}", flush=True)
     return Run(build, settings, rules, model, items, kernels, sandboxed, grading_secret(build),
                hidden, force, everyone)
 
@@ -341,6 +355,9 @@ class Verdicts:
         m = self.run.model.get(result.assignment)
         if m:
             result.cells = clamp_cells(result, m.points)
+            if job:  # the instructor's overrides that hold for these answers
+                result.answers = job.answers
+                override.apply(self.run.build, result, job.answers)
             # the one computation of the penalty: the progress line, the page, the gradebook
             # (hence grades.csv and the exports) all show this number
             result.late = late.assess(self.run.rules, result.assignment,
@@ -455,14 +472,15 @@ def plan_jobs(run: Run, finish) -> list[Job]:
                 and reuse.stored(run.build, sub.student, sub.assignment) == fingerprint):
             run.reused += 1
             continue
-        answers = hashlib.sha256(data).hexdigest()
+        answers = hashlib.sha256(data).hexdigest()  # the seeds: new ones for new bytes
         spec = {"student": sub.student, "assignment": sub.assignment,
                 "notebook": base64.b64encode(data).decode(), "course": m.to_json(),
                 "limits": run.settings["limits"], "timeouts": run.settings["timeouts"],
                 "seeds": {gid: seed(run.secret, sub.student, sub.assignment, gid, answers)
                           for gid in m.tests}}  # its "sandbox" once run_jobs has one
         planned.append(Job(f"grade-{n}", f"{sub.student}/{sub.assignment}", sub, spec,
-                           timestamp, timestamp_problem, fingerprint))
+                           timestamp, timestamp_problem, fingerprint,
+                           override.answers_digest(data, m)))
     return planned
 
 

@@ -37,7 +37,8 @@ def by_exercise(cells: dict, points: dict) -> dict[str, float]:
     return found
 
 
-STORED = ("student", "assignment", "status", "detail", "review", "late", "seconds")
+STORED = ("student", "assignment", "status", "detail", "review", "late", "seconds", "manual",
+          "answers", "failed")
 
 
 def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> None:
@@ -65,6 +66,8 @@ def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> 
                 if grade.name in r.cells:
                     grade.auto_score = r.cells[grade.name]
                     grade.needs_manual_grade = False
+                # the overrides that hold (grader/override.py), as nbgrader's manual scores
+                grade.manual_score = (r.manual.get(grade.name) or {}).get("points")
             nb.late_submission_penalty = r.penalty or None
             sub.timestamp = timestamp
             gb.db.commit()
@@ -72,6 +75,15 @@ def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> 
         folder = build / "grading" / r.student / (r.assignment or NO_ASSIGNMENT)
         folder.mkdir(parents=True, exist_ok=True)
         reuse.write_atomic(folder / "result.json", json.dumps(r.to_json(STORED), indent=1) + "\n")
+
+
+def stored_result(build: Path, student: str, assignment: str) -> Result | None:
+    """The result file of one submission, as the last grading (or override) left it."""
+    path = build / "grading" / student / (assignment or NO_ASSIGNMENT) / "result.json"
+    try:
+        return Result.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def graded(build: Path, model: dict[str, Assignment]) -> set[tuple[str, str]]:
@@ -123,6 +135,10 @@ def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
                 if nb is not None:
                     penalty = nb.late_submission_penalty or 0.0
                     cells = {g.name: g.score for g in nb.grades}
+                    auto = {g.name: g.auto_score for g in nb.grades}
+                    row["detail"] = "; ".join([*r.detail, *(
+                        report.note_line(cell, entry, auto.get(cell))
+                        for cell, entry in sorted(r.manual.items()))])
                     row["score"] = report.fmt(max(nb.score - penalty, 0.0))
                     row["max_score"] = report.fmt(nb.max_score)
                     for ex, points in by_exercise(cells, model[a].points).items():

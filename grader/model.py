@@ -156,6 +156,7 @@ class Job:
     timestamp: str | None = None
     timestamp_problem: str | None = None
     fingerprint: str = ""  # what its recorded result is stored with (grader/reuse.py)
+    answers: str = ""  # what the student wrote, digested (grader/override.py)
 
 
 @dataclass
@@ -188,17 +189,29 @@ class Result:
     job_log: str = ""
     late: Lateness | None = None
     reports: dict | None = None  # what the checks sent, until they are judged
+    # the instructor's scores that hold for these answers (grader/override.py):
+    # grade id -> {"points", "note"}; `cells` keeps the autograder's
+    manual: dict[str, dict] = field(default_factory=dict)
+    answers: str = ""  # a digest of what the student wrote (override.answers_digest)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Points per test cell: the autograder's, or the instructor's where one is set."""
+        return {**self.cells, **{c: m["points"] for c, m in self.manual.items()}}
 
     @property
     def score(self) -> float:
-        return sum(self.cells.values())
+        return sum(self.scores.values())
 
     @property
     def penalty(self) -> float:
         return self.late.penalty if self.late else 0.0
 
     def flag(self, status: Status, detail: str, *, first: bool = False) -> None:
-        """A status, once, and the detail that says why (first: ahead of the others)."""
+        """A status, once, and the detail that says why (first: ahead of the others); the
+        same flag again (a page rendered twice) adds nothing."""
+        if status in self.status and detail in self.detail:
+            return
         if status not in self.status:
             self.status.insert(0 if first else len(self.status), status)
         self.detail.insert(0 if first else len(self.detail), detail)

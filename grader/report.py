@@ -85,6 +85,13 @@ def fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
 
 
+def note_line(cell: str, entry: dict, auto: float | None) -> str:
+    """The row's word on an instructor's override (grader/override.py)."""
+    was = f" (autograder: {fmt(auto)})" if auto is not None else ""
+    return (f"{cell} overridden: {fmt(entry['points'])} points{was}, by the "
+            f"instructor: {entry['note']}")
+
+
 def write_csv(path: Path, rows: list[dict], exercises: list[str]) -> None:
     """grades.csv: a row per submission, one column per exercise (ex1, ex2, ...)."""
     fields = ["student", "assignment", "score", "max_score", *exercises, "status", "review",
@@ -178,6 +185,7 @@ def feedback_notebook(nb, result: Result, course: Assignment):
 
     fb = copy.deepcopy(nb)
     fb.metadata = {"kernelspec": course.kernelspec, "language_info": {"name": "python"}}
+    scores = result.scores  # the instructor's where set (grader/override.py)
     secret = hidden_lines(course)
     answers = answer_names(course)
     for i, cell in enumerate(fb.cells):
@@ -185,13 +193,13 @@ def feedback_notebook(nb, result: Result, course: Assignment):
         meta = cell.metadata.get("nbgrader")
         meta = {k: meta[k] for k in NBGRADER_KEYS if k in meta} if isinstance(meta, dict) else {}
         gid = meta.get("grade_id") if isinstance(meta.get("grade_id"), str) else None
-        if gid in result.cells:
-            meta["score"], meta["points"] = result.cells[gid], course.points[gid]
+        if gid in scores:
+            meta["score"], meta["points"] = scores[gid], course.points[gid]
         cell.metadata = from_dict({"nbgrader": meta} if meta else {})
         if cell.cell_type != "code":
             continue
         if gid in course.hidden:
-            score, points = result.cells[gid], course.points[gid]
+            score, points = scores[gid], course.points[gid]
             verdict = ("passed" if score == points else "failed") + \
                 f" ({fmt(score)} of {fmt(points)} points)"
             # Only the course's own words: the cell's outputs are the student's code's, and
@@ -379,8 +387,11 @@ def _render(fb: dict, resources: dict) -> tuple[str | None, str]:
 
 def summary(result: Result, course: Assignment) -> list[dict]:
     """The page's summary: each test cell with points, in the notebook's order, by name."""
-    return [{"grade_id": gid, "name": part_name(gid), "score": result.cells.get(gid, 0.0),
-             "points": course.points[gid]}
+    scores = result.scores
+    return [{"grade_id": gid, "name": part_name(gid), "score": scores.get(gid, 0.0),
+             "points": course.points[gid],
+             "note": (f"Score set by your instructor: {result.manual[gid]['note']}"
+                      if gid in result.manual else "")}
             for gid in course.tests if course.points.get(gid)]
 
 
@@ -393,10 +404,10 @@ def feedback_html(nb, result: Result, course: Assignment) -> str:
 
     fb = feedback_notebook(nb, result, course)
     cut = cap_markdown(fb)
-    if cut:
-        result.detail.append(
-            f"{cut} markdown part(s) left out of the feedback page (over {MAX_MARKDOWN:,} "
+    said = (f"{cut} markdown part(s) left out of the feedback page (over {MAX_MARKDOWN:,} "
             f"characters of markdown in all)")
+    if cut and said not in result.detail:  # once, though a page is rendered again (override)
+        result.detail.append(said)
     fb = _clean(fb)  # plain JSON now, every string encodable
     score, late = result.score, result.penalty
     resources = {"nbgrader": {"notebook": clean_text(str(course.notebook)),
@@ -454,7 +465,9 @@ def feedback_stub(result: Result, course: Assignment | None = None, fb=None) -> 
                      + "</p>")
         parts.append("<ul>" + "".join(
             f"<li>{html.escape(escape_text(part['name']))}: {fmt(part['score'])} of "
-            f"{fmt(part['points'])} points</li>" for part in summary(result, course)) + "</ul>")
+            f"{fmt(part['points'])} points"
+            + (f" ({html.escape(escape_text(part['note']))})" if part["note"] else "")
+            + "</li>" for part in summary(result, course)) + "</ul>")
     if fb is not None:
         parts.append(_plain_cells(fb))
     return clean_text(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,18 @@ def read_csv(path: Path) -> dict[str, dict]:
 
 
 def csv_lines(path: Path, students) -> list[str]:
-    """grades.csv's header and the rows of `students`, as written."""
-    header, *rows = path.read_text().splitlines()
-    return [header, *(r for r in rows if r.split(",", 1)[0] in set(students))]
+    """grades.csv's header and the rows of `students`, as written, less the similarity
+    report's review lines: those depend on who else the class holds."""
+    from grader.similarity import REVIEW_PREFIX
+
+    header, *rows = list(csv.reader(io.StringIO(path.read_text())))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    review = header.index("review")
+    for row in rows:
+        if row[0] in set(students):
+            row[review] = "; ".join(p for p in row[review].split("; ")
+                                    if p and not p.startswith(REVIEW_PREFIX))
+            writer.writerow(row)
+    return out.getvalue().splitlines()

@@ -279,6 +279,91 @@ def test_a_run_killed_at_any_point_is_finished_by_the_next_one(course, tmp_path)
     assert pages(build) == course["pages"]
 
 
+def override(course, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return grader("override", "--course", str(course["course"]), "--build",
+                  str(course["build"]), "--student", "leo", "--assignment", NB, *args,
+                  check=check)
+
+
+def leo_row(course) -> dict:
+    return {r["student"]: r for r in read(course["build"] / "grades.csv")}["leo"]
+
+
+def canvas_score(course, student_sis: str) -> str:
+    lines = list(csv.reader(io.StringIO((course["build"] / "grades-canvas.csv").read_text())))
+    return lines[2:][[line[2] for line in lines[2:]].index(student_sis)][5 + sorted(
+        p.name for p in (course["course"] / "source").iterdir()).index(NB)]
+
+
+def test_an_override_shows_at_once_everywhere_and_a_changed_resubmission_drops_it(course,
+                                                                               tmp_path):
+    build, first = course["build"], course["rows"]["leo"]
+    lost = [cell for cell in ("ex1-hidden", "ex2-hidden", "ex3-hidden")
+            if first[cell.split("-")[0]] != "5"]
+    assert lost, f"leo loses points somewhere: {first}"
+    cell, exercise = lost[0], lost[0].split("-")[0]
+    grader("export", "--course", str(course["course"]), "--build", str(build), "--lms",
+           "canvas", "--roster", str(roster(tmp_path, "student,name,lms_id\nleo,Leo,S010\n")))
+    assert canvas_score(course, "S010") == first["score"]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{build / 'gradebook.db'}") as gb:
+        auto = next(g.auto_score for g in gb.find_submission_notebook(NB, NB, "leo").grades
+                    if g.name == cell)
+    assert auto == 0, "the cell overridden scored nothing"
+    proc = override(course, "--cell", cell, "--points", "2", "--note", "right idea,  see mail")
+    score = str(int(float(first["score"]) + 2))
+    row = leo_row(course)
+    assert row["score"] == score and float(row[exercise]) == float(first[exercise]) + 2, row
+    line = f"{cell} overridden: 2 points (autograder: 0), by the instructor: right idea, see mail"
+    assert line in row["detail"], row
+    assert f"score {score}/15" in proc.stdout
+    page = (build / "feedback" / "leo" / NB / f"{NB}.html").read_text()
+    assert f"(Score: {float(score):.1f} / 15.0)" in page and "right idea, see mail" in page
+    assert canvas_score(course, "S010") == score, "the export written before is written again"
+    with Gradebook(f"sqlite:///{build / 'gradebook.db'}") as gb:  # nbgrader's tools see it
+        g = next(g for g in gb.find_submission_notebook(NB, NB, "leo").grades if g.name == cell)
+        assert (g.auto_score, g.manual_score) == (0, 2)
+
+    # graded again with the same answers (FORCE=1): the override holds
+    grader("grade", "--course", str(course["course"]), "--build", str(build), "--submissions",
+           str(course["submitted"]), "--students", "leo", "--force")
+    assert leo_row(course)["score"] == score and line in leo_row(course)["detail"]
+
+    # a resubmission whose answers changed: dropped, and the row says so
+    notebook = course["submitted"] / "leo" / NB / f"{NB}.ipynb"
+    original = notebook.read_bytes()
+    nb = json.loads(original)
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [],
+                        "execution_count": None, "source": "x = 1  # an answer changed"})
+    try:
+        notebook.write_text(json.dumps(nb))
+        grade_again(course)
+        row = leo_row(course)
+        assert row["score"] == first["score"], row
+        assert f"{cell}: the instructor's 2 points (right idea, see mail) were dropped: the " \
+               "answers changed since they were given" in row["detail"], row
+        assert json.loads((build / "overrides.json").read_text()) == {}
+    finally:
+        notebook.write_bytes(original)
+    grade_again(course)
+    assert leo_row(course) == first, "handed in as at first: the first row again"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--cell", "ex9-hidden", "--points", "1", "--note", "n"), "is no test cell of"),
+    (("--cell", "ex1-hidden", "--points", "7", "--note", "n"), "outside 0 to 2"),
+    (("--cell", "ex1-hidden", "--points", "two", "--note", "n"), "is no number"),
+    (("--cell", "ex1-hidden", "--points", "1", "--note", " "), "NOTE=\"...\" is required"),
+    (("--cell", "ex1-hidden", "--clear"), "has no override to clear"),
+])
+def test_a_wrong_override_is_refused_and_changes_nothing(course, args, message):
+    before = (course["build"] / "grades.csv").read_text()
+    proc = override(course, *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stdout + proc.stderr
+    assert (course["build"] / "grades.csv").read_text() == before
+
+
 def roster(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "roster.csv"
     path.write_text(text)
