@@ -4,8 +4,8 @@ Usage (from the tools env): python ci/bench.py [--only NAME,...|all]
 (`make bench`, `make bench BENCH=grading,cluster`, `make bench BENCH=all`)
 
 By default the quick four, about 7 minutes on this project's 2-core machines: run-all,
-overhead, shapes, book. The others only when named: each grades a whole class two to four
-times, builds every env from scratch, or starts 48 framework processes (all ten: about 45
+overhead, shapes, book. The others only when named: each grades a whole class one to four
+times, builds every env from scratch, or starts 48 framework processes (all eleven: about 50
 minutes). The minutes are estimates from the times each part measures (its own figures in
 earlier runs, and the per-process times below); each run writes what every part took
 ("bench_s" in build/bench.json, and the last line).
@@ -33,6 +33,9 @@ earlier runs, and the per-process times below); each run writes what every part 
               came from the student's kernel (VERDICTS_BASELINE), best of two
   cluster     (~4 min) the grading class on a Dask cluster on loopback (`dask scheduler`, two
               `dask worker`s) vs the default path (a local cluster, JOBS=2), best of two
+  rerun       (~4 min) `make grade` again with nothing changed vs grading the class (8
+              students x 4 frameworks); then with 1 of the 32 changed vs that one alone
+              (STUDENTS=)
   setup       (~2 min) `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
 
 These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
@@ -283,7 +286,7 @@ def bench_cluster(students: int = 4, rounds: int = 2) -> dict:
             for name in extras:
                 shutil.copytree(release, tmp / f"build-{name}")
             runs = best_of(rounds, {name: lambda name=name: quiet(
-                [*GRADER, "grade", "--submissions", str(submitted),
+                [*GRADER, "grade", "--submissions", str(submitted), "--force",
                  "--build", str(tmp / f"build-{name}"), *extras[name]]) for name in extras})
             seconds = {name: min(times) for name, times in runs.items()}
             csvs = {name: (tmp / f"build-{name}" / "grades.csv").read_text() for name in extras}
@@ -324,9 +327,9 @@ def bench_grading(students: int = 8, rounds: int = 2) -> dict:
             quiet([*grading, "release", "--build", str(build)])
         submitted = tmp / "submitted"
         grading_class(submitted, builds[1], students)
-        runs = best_of(rounds, {jobs: lambda jobs=jobs, build=build: quiet(
+        runs = best_of(rounds, {jobs: lambda jobs=jobs, build=build: quiet(  # --force: all
             [*grading, "grade", "--submissions", str(submitted), "--jobs", str(jobs),
-             "--build", str(build)]) for jobs, build in builds.items()})
+             "--build", str(build), "--force"]) for jobs, build in builds.items()})
         seconds = {jobs: min(times) for jobs, times in runs.items()}
         identical = ((builds[1] / "grades.csv").read_text()
                      == (builds[2] / "grades.csv").read_text())
@@ -336,6 +339,42 @@ def bench_grading(students: int = 8, rounds: int = 2) -> dict:
             "identical_grades": identical, "target": ">= 1.8 with identical grades",
             "per_submission_jobs1_s": round(seconds[1] / (students * len(assignments)), 2),
             "met": speedup >= 1.8 and identical}
+
+
+def bench_rerun(students: int = 8) -> dict:
+    """What a rerun costs: `make grade` again with nothing changed, against grading the
+    class (students x 4 frameworks); then with one submission changed, against grading that
+    one alone with STUDENTS= (its student's other three unchanged)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        build, submitted = tmp / "build", tmp / "submitted"
+        quiet([*GRADER, "release", "--build", str(build)])
+        grading_class(submitted, build, students)
+        grade = [*GRADER, "grade", "--submissions", str(submitted), "--jobs", "2",
+                 "--build", str(build)]
+        changed = submitted / "student00" / "lazy-init-pytorch" / "lazy-init-pytorch.ipynb"
+
+        def change(note: str) -> None:
+            nb = json.loads(changed.read_text())
+            nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": note})
+            changed.write_text(json.dumps(nb))
+
+        whole = quiet(grade)
+        before = (build / "grades.csv").read_text()
+        nothing = quiet(grade)
+        unchanged = (build / "grades.csv").read_text() == before
+        change("a resubmission")
+        one_of_all = quiet(grade)
+        change("and another")
+        alone = quiet([*grade, "--students", "student00"])
+    submissions = students * 4
+    return {"submissions": submissions, "whole_s": round(whole, 1),
+            "nothing_changed_s": round(nothing, 1), "one_changed_s": round(one_of_all, 1),
+            "one_alone_s": round(alone, 1), "unchanged_grades": unchanged,
+            "nothing_ratio": round(nothing / whole, 3),
+            "one_ratio": round(one_of_all / alone, 2),
+            "target": "nothing changed <= 0.05 of the whole; 1 of all <= 1.3 x it alone",
+            "met": nothing / whole <= 0.05 and one_of_all / alone <= 1.3 and unchanged}
 
 
 # The last commit whose grader had no bubblewrap sandbox (ci/grading.py, namespaces by hand).
@@ -534,7 +573,7 @@ def plot(results: dict) -> None:
 PARTS = {"run-all": bench_run_all, "overhead": bench_overhead, "shapes": bench_shapes,
          "book": bench_book, "apply-init": bench_apply_init, "grading": bench_grading,
          "sandbox": bench_sandbox, "verdicts": bench_verdicts, "cluster": bench_cluster,
-         "setup": bench_setup}
+         "rerun": bench_rerun, "setup": bench_setup}
 DEFAULT = ("run-all", "overhead", "shapes", "book")
 
 
@@ -596,6 +635,14 @@ def main() -> int:
         print(f"{'grading JOBS=2 vs JOBS=1':<34}{r['speedup']:>21.2f}x  {'>= 1.8':<14}"
               f"{r['met']}  ({r['submissions']} submissions: {r['jobs1_s']} s vs "
               f"{r['jobs2_s']} s; identical grades: {r['identical_grades']})")
+    if "rerun" in results:
+        r = results["rerun"]
+        print(f"{'rerun, nothing changed':<34}{r['nothing_ratio']:>21.3f}x  {'<= 0.05':<14}"
+              f"{r['met']}  ({r['nothing_changed_s']} s vs grading all {r['submissions']}: "
+              f"{r['whole_s']} s; grades unchanged: {r['unchanged_grades']})")
+        print(f"{'rerun, 1 submission changed':<34}{r['one_ratio']:>21.2f}x  {'<= 1.3':<14}"
+              f"{r['met']}  ({r['one_changed_s']} s vs that one alone with STUDENTS=: "
+              f"{r['one_alone_s']} s)")
     if "overhead" in results:
         r = results["overhead"]
         print(f"{'a submission vs the floor':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
