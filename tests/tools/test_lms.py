@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import shutil
-import stat
 import subprocess
 import sys
 import zipfile
@@ -23,39 +22,11 @@ from grader.course import course_model
 from grader.model import Result
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "grading"))
+from lms_files import CANVAS_ROSTER, MOODLE_ROSTER, MOODLE_WORKSHEET, make_zip  # noqa: E402
+
 COURSE = ROOT / "exercises"
 PT, JAX, TF = "lazy-init-pytorch", "lazy-init-jax", "lazy-init-tensorflow"
-
-# Canvas's gradebook export (lib/gradebook_exporter.rb): the manual-posting row, the
-# points row, no SIS User IDs (no student-records system), the Test Student last.
-CANVAS_ROSTER = """\
-Student,ID,SIS User ID,SIS Login ID,Section,Lazy initialization (4242),Current Points,\
-Final Points,Current Score,Unposted Current Score,Final Score,Unposted Final Score
-,,,,,Manual Posting,,,,,,
-    Points Possible,,,,,15.00,(read only),(read only),(read only),(read only),\
-(read only),(read only)
-"Doe, John",12345,,jdoe,Section A,,0.00,0.00,,,,
-"Lovelace, Ada",23456,,ada@uni.example,Section A,,0.00,0.00,,,,
-"O'Brien, Pat",34567,,Pat O'Brien,Section B,,0.00,0.00,,,,
-"Student, Test",99999,,a1b2c3testid,Section A,,0.00,0.00,,,,
-"""
-# Moodle's grade export, plain text (grade/export/lib.php's default profile fields).
-MOODLE_ROSTER = """\
-First name,Last name,ID number,Institution,Department,Email address,\
-Assignment: Lazy initialization (Real),Course total (Real),Last downloaded from this course
-Ada,Lovelace,S001,,,Ada@Uni.example,-,-,1767225600
-John,Doe,S002,,,jdoe@uni.example,-,-,1767225600
-"""
-# Moodle's grading worksheet of the assignment (offline grading): participant ids.
-MOODLE_WORKSHEET = """\
-Identifier,Full name,Email address,Status,Grade,Maximum Grade,Grade can be changed,\
-Last modified (submission),Last modified (grade),Feedback comments
-Participant 501,Ada Lovelace,ada@uni.example,Submitted for grading,,15.00,Yes,\
-"Tuesday, 1 December 2026, 6:30 PM",-,
-Participant 502,John Doe,jdoe@uni.example,Submitted for grading,,15.00,Yes,\
-"Monday, 30 November 2026, 9:00 AM",-,
-"""
-
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory) -> Path:
@@ -79,18 +50,6 @@ def notebook(build: Path, name: str, answer: str = "") -> bytes:
                     if c["metadata"].get("nbgrader", {}).get("grade_id") == "ex1-solution")
         cell["source"] = answer
     return json.dumps(nb).encode()
-
-
-def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None
-             ) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-        for name, target in (links or {}).items():  # a symbolic link, as Info-ZIP stores one
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return path
 
 
 def canvas_download(build: Path, path: Path, ada_answer: str = "x = 1") -> Path:
