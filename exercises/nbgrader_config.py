@@ -50,6 +50,11 @@ c.LMSExport.columns = "per_assignment"
 c.LMSExport.combined_title = "Lazy initialization"
 c.LMSExport.combined_score = "best"
 
+# --- submissions from the LMS (exercises/README.md, "Collect") ---------------------------
+# The time zone of the hand-in times in Moodle's grading worksheet (your Moodle profile's):
+# set, `make collect` writes each submission's timestamp.txt from it.
+# c.LMSCollect.timezone = "Europe/Berlin"
+
 # --- creating the student version --------------------------------------------------------
 # What replaces the code between `### BEGIN SOLUTION` and `### END SOLUTION`.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -78,7 +78,17 @@ class LMSExport(Configurable):
                                "handed in, or their mean").tag(config=True)
 
 
-SECTIONS = (GradingLimits, GradingTimeouts, GradingSandbox, GradingDeadlines, LMSExport)
+class LMSCollect(Configurable):
+    """What `make collect` reads from an LMS's download (grader/lms_collect.py)."""
+
+    timezone = Unicode("", help="the time zone of the hand-in times in Moodle's grading "
+                                "worksheet (your Moodle profile's, e.g. Europe/Berlin): set, "
+                                "collect writes each submission's timestamp.txt from the "
+                                "worksheet; empty, none is written").tag(config=True)
+
+
+SECTIONS = (GradingLimits, GradingTimeouts, GradingSandbox, GradingDeadlines, LMSExport,
+            LMSCollect)
 CELL_TIMEOUT = 30  # nbgrader's own default for Execute.timeout
 # nbgrader's sections that `make grade` reads itself (grader/execute.py is its own client).
 GRADE_READS = {"Execute": {"timeout"}, "CourseDirectory": {"course_id", "root", "db_url"}}

@@ -192,6 +192,8 @@ def _moodle(path, header, rows) -> Roster:
         participant = re.match(r"^\D*(\d+)$", c.get("Identifier", ""))  # grading worksheet
         if participant:
             ids["participant"] = participant.group(1)
+        if c.get("Last modified (submission)"):  # the worksheet's hand-in time, as shown
+            ids["submitted"] = c["Last modified (submission)"]
         student = (plain_id(ids["email"]) or plain_id(ids["username"])
                    or (f"moodle-{ids['moodle_idnumber']}"
                        if plain_id(ids["moodle_idnumber"]) else None))
@@ -202,6 +204,26 @@ def _moodle(path, header, rows) -> Roster:
                              "number to be known by; export the roster with one of them")
         people.append(Person(student, name, c.get("Group", c.get("Groups", "")), ids))
     return Roster(path, "moodle", people, columns)
+
+
+# Moodle's grading worksheet writes times as its user sees them: in that user's time zone,
+# with the language pack's strftimedatetime (English: "%A, %d %B %Y, %I:%M %p"); "-" when
+# there is none. Times in other languages are not read (collect says so).
+MOODLE_TIMES = ("%A, %d %B %Y, %I:%M %p", "%A, %d %B %Y, %H:%M")
+
+
+def moodle_time(text: str, timezone: str):
+    """A worksheet's time as an aware datetime, or None (no time, or not English)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    for fmt in MOODLE_TIMES:
+        try:
+            return datetime.strptime(" ".join(text.split()), fmt).replace(
+                tzinfo=ZoneInfo(timezone))
+        except ValueError:
+            continue
+    return None
 
 
 # --- file names of the submission downloads: nbgrader zip_collect collector plugins ---

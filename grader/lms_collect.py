@@ -21,10 +21,13 @@ also clears its target first; here submitted/ is updated: a file whose bytes are
 not rewritten, students and assignments absent from the download stay as they were. The
 download is opened read-only.
 
-Time: no LMS download carries a hand-in time, so no timestamp.txt is written (one already
-there stays). Canvas marks a late submission in the file's name; that is written as
-`lms-late.txt` beside the notebook, which the grader shows in the row's detail (late.py),
-without a penalty: the mark says late, not how late.
+Time: no LMS download carries a hand-in time. Moodle's grading worksheet does, as its user
+sees it (their time zone, their language's date format): with c.LMSCollect.timezone set and
+the worksheet as the roster, each collected submission's timestamp.txt is written from it
+(English dates). Otherwise no timestamp.txt is written (one already there stays). Canvas
+marks a late submission in the file's name; that is written as `lms-late.txt` beside the
+notebook, which the grader shows in the row's detail (late.py), without a penalty: the mark
+says late, not how late.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class Row:
     detail: str = ""
     order: tuple = ()
     late: bool = False
+    submitted: str = ""  # the hand-in time as the LMS's roster shows it (Moodle's worksheet)
     data_of: Callable[[], bytes] | None = field(default=None, repr=False)
 
 
@@ -248,7 +252,8 @@ def judge(members: list[Member], lms_name: str, roster: lms.Roster,
         order = ((int(found.get("attachment", 0)), m.name) if lms_name == "canvas"
                  else (m.mtime, m.name))
         rows.append(Row(shown, "collected", person.student, assignment, order=order,
-                        late=bool(found.get("late")), data_of=m.read))
+                        late=bool(found.get("late")), data_of=m.read,
+                        submitted=person.ids.get("submitted", "")))
     by_key: dict[tuple, list[Row]] = {}
     for r in rows:
         if r.outcome == "collected":
@@ -290,8 +295,23 @@ def _write_if_changed(path: Path, data: bytes) -> str:
     return "new" if st is None else "updated"
 
 
-def write(rows: list[Row], submitted: Path, model: dict[str, Assignment], lms_name: str
-          ) -> None:
+def hand_in_time(r: Row, timezone: str) -> tuple[str | None, str]:
+    """(timestamp.txt's text or None, what the report adds) for a collected row."""
+    from datetime import UTC
+
+    if not r.submitted or r.submitted.strip() == "-":
+        return None, ""
+    if not timezone:
+        return None, "; the worksheet's hand-in time is not written (no c.LMSCollect.timezone)"
+    when = lms.moodle_time(r.submitted, timezone)
+    if when is None:
+        return None, f"; hand-in time {r.submitted!r} not read (English dates only)"
+    text = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return text + "\n", f"; handed in {text} (timestamp.txt)"
+
+
+def write(rows: list[Row], submitted: Path, model: dict[str, Assignment], lms_name: str,
+          timezone: str = "") -> None:
     if submitted.is_symlink():
         raise UsageError(f"collect: {show(submitted)} is a symbolic link; give a real folder")
     submitted.mkdir(parents=True, exist_ok=True)
@@ -313,6 +333,10 @@ def write(rows: list[Row], submitted: Path, model: dict[str, Assignment], lms_na
                 r.detail += f"; marked late by {lms_name.title()} ({LATE_MARKER})"
             elif marker.is_file() and not marker.is_symlink():
                 marker.unlink()  # the newer download says on time
+            stamp, said = hand_in_time(r, timezone)
+            if stamp:
+                _write_if_changed(folder / "timestamp.txt", stamp.encode())
+            r.detail += said
         except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
             r.outcome, r.detail = "rejected", f"could not write: {e}"
 
@@ -326,6 +350,17 @@ def collect(course: Path, build: Path, lms_name: str, download: Path, roster_pat
     if not download.exists():
         raise UsageError(f"collect: no download at {download}; pass ZIP=<the LMS's zip, or "
                          "the folder it was unpacked to>")
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from grader.config import LMSCollect, values
+    from grader.course import load_config
+
+    timezone = values(LMSCollect, load_config(course, build))["timezone"]
+    try:
+        timezone and ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"collect: c.LMSCollect.timezone = {timezone!r} is no time zone; "
+                         "write e.g. 'Europe/Berlin' (your Moodle profile's)") from None
     roster = lms.read_roster(roster_path)
     stamp = build / "gradebook.digest"
     if not ((build / "gradebook.db").exists() and stamp.exists()
@@ -336,7 +371,7 @@ def collect(course: Path, build: Path, lms_name: str, download: Path, roster_pat
     model = course_model(course, build)
     if download.is_dir() and not download.is_symlink():
         rows = judge(folder_members(download), lms_name, roster, model)
-        write(rows, submitted, model, lms_name)
+        write(rows, submitted, model, lms_name, timezone)
     else:
         try:
             zf = zipfile.ZipFile(download)  # mode "r": the download is never changed
@@ -344,7 +379,7 @@ def collect(course: Path, build: Path, lms_name: str, download: Path, roster_pat
             raise UsageError(f"collect: {download} is no zip file it can read ({e})") from None
         with zf:
             rows = judge(zip_members(zf), lms_name, roster, model)
-            write(rows, submitted, model, lms_name)
+            write(rows, submitted, model, lms_name, timezone)
     _report(rows, build / REPORT, submitted)
     return 0
 

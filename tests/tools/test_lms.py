@@ -19,6 +19,7 @@ import pytest
 
 from grader import export, gradebook, late, lms, lms_collect
 from grader.course import course_model
+from grader.errors import UsageError
 from grader.model import Result
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +68,11 @@ def canvas_download(build: Path, path: Path, ada_answer: str = "x = 1") -> Path:
     }, links={f"doejohn_12345_1010_{PT}.ipynb": "/etc/passwd"})
 
 
-def collect(build, tmp_path, lms_name, download, roster_text, capsys=None):
+def collect(build, tmp_path, lms_name, download, roster_text, capsys=None, course=COURSE):
     roster = tmp_path / f"roster-{lms_name}.csv"
     roster.write_text(roster_text)
     submitted = tmp_path / "submitted"
-    assert lms_collect.collect(COURSE, build, lms_name, download, roster, submitted) == 0
+    assert lms_collect.collect(course, build, lms_name, download, roster, submitted) == 0
     with (build / "collect-report.csv").open() as f:
         report = {r["file"]: r for r in csv.DictReader(f)}
     return submitted, report
@@ -164,6 +165,30 @@ def test_a_moodle_download_zipped_or_unpacked(build, tmp_path, roster):
     submitted, report = collect(build, tmp_path, "moodle", unpacked, roster)
     assert sorted(tree(submitted)) == expected
     assert len(report) == 4
+
+
+def test_moodles_worksheet_gives_the_hand_in_times_in_the_time_zone_set(build, tmp_path):
+    download = moodle_download(build, tmp_path / "moodle.zip")
+    submitted, report = collect(build, tmp_path, "moodle", download, MOODLE_WORKSHEET)
+    assert not list(submitted.rglob("timestamp.txt")), "no time zone, no time"
+    ada = report[f"Ada Lovelace_501_assignsubmission_file/{JAX}.ipynb"]
+    assert "no c.LMSCollect.timezone" in ada["detail"], ada
+    course = course_with(tmp_path, 'c.LMSCollect.timezone = "Europe/Berlin"\n')
+    submitted, report = collect(build, tmp_path, "moodle", download, MOODLE_WORKSHEET,
+                                course=course)
+    # the worksheet's "Tuesday, 1 December 2026, 6:30 PM" and "Monday, 30 November 2026,
+    # 9:00 AM", Berlin time
+    assert (submitted / "ada@uni.example" / JAX / "timestamp.txt").read_text() == \
+        "2026-12-01 17:30:00 UTC\n"
+    assert (submitted / "jdoe@uni.example" / TF / "timestamp.txt").read_text() == \
+        "2026-11-30 08:00:00 UTC\n"
+    folder = str(submitted / "ada@uni.example" / JAX)
+    assert late.read_timestamp(folder)[0].isoformat() == "2026-12-01T17:30:00"  # UTC
+    assert "handed in 2026-12-01 17:30:00 UTC" in \
+        report[f"Ada Lovelace_501_assignsubmission_file/{JAX}.ipynb"]["detail"]
+    wrong = course_with(tmp_path / "wrong", 'c.LMSCollect.timezone = "Mars/Olympus"\n')
+    with pytest.raises(UsageError, match="is no time zone"):
+        collect(build, tmp_path, "moodle", download, MOODLE_WORKSHEET, course=wrong)
 
 
 def test_rosters_are_read_as_each_lms_exports_them(tmp_path):
