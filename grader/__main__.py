@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the workers and kernels are already closed
+        stopped = (": what was graded is kept, and `make grade` again grades the rest"
+                   if args.command == "grade" else "")
+        print(f"{args.command}: stopped{stopped}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

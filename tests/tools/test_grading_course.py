@@ -220,12 +220,12 @@ def test_only_a_changed_notebook_or_hand_in_time_is_graded_again(course):
     assert (build / "grades.csv").read_text() == course["csv"]
 
 
-# Runs the grader, killing it with SIGKILL at the given call: `record` (a submission's
-# gradebook entry, after its pages) or `csv` (grades.csv, half written), after N such calls.
+# Runs the grader, sending it a signal at the given call: `record` (a submission's gradebook
+# entry, after its pages) or `csv` (grades.csv, half written), after N such calls.
 KILLER = """
 import os, signal, sys
 from grader import gradebook, report
-point, after = sys.argv[1], int(sys.argv[2])
+point, after, sig = sys.argv[1], int(sys.argv[2]), getattr(signal, sys.argv[3])
 calls = []
 
 def killing(original):
@@ -234,7 +234,7 @@ def killing(original):
         if len(calls) > after:
             if point == "csv":
                 args[0].with_suffix(".tmp").write_text("student,assignm")
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), sig)
         return original(*args, **kwargs)
     return call
 
@@ -243,7 +243,7 @@ if point == "record":
 else:
     report.write_csv = killing(report.write_csv)
 from grader.__main__ import main
-sys.exit(main(sys.argv[3:]))
+sys.exit(main(sys.argv[4:]))
 """
 
 
@@ -252,26 +252,33 @@ def fingerprinted(build: Path) -> list[str]:
 
 
 def test_a_run_killed_at_any_point_is_finished_by_the_next_one(course, tmp_path):
-    """SIGKILL before the first result is stored, mid-run, and while grades.csv is written:
-    each next run grades only what was not stored, and the last one leaves the CSV and the
-    pages of a run never interrupted."""
+    """Killed (SIGTERM, SIGKILL, Ctrl-C's SIGINT) before the first result is stored, mid-run,
+    and while grades.csv is written: each next run grades only what was not stored, and the
+    last one leaves the CSV and the pages of a run never interrupted."""
     build = tmp_path / "build"
     shutil.copytree(course["pristine"], build)
     shutil.copy2(course["build"] / "grading-secret", build)  # the same seeds as that run
 
-    def killed(point: str, after: int) -> subprocess.CompletedProcess:
+    def killed(point: str, after: int, sig: str = "SIGKILL") -> subprocess.CompletedProcess:
         proc = subprocess.run(
-            [sys.executable, "-c", KILLER, point, str(after), "grade", "--course",
+            [sys.executable, "-c", KILLER, point, str(after), sig, "grade", "--course",
              str(course["course"]), "--build", str(build), "--submissions",
              str(course["submitted"]), "--jobs", "2"],
             capture_output=True, text=True, timeout=1200, cwd=ROOT)
-        assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out = proc.stdout[-3000:] + proc.stderr[-3000:]
+        if sig == "SIGINT":  # Ctrl-C: through the grader's own clean-up, and a word
+            assert proc.returncode == 130 and "Traceback" not in proc.stderr, out
+            assert "grade: stopped: what was graded is kept" in proc.stderr, out
+        else:
+            assert proc.returncode == -getattr(signal, sig), out
         return proc
 
     everyone = ["ada", "ada-late", "ada-odd", "leo", "nia"]
-    killed("record", 0)
+    killed("record", 0, "SIGTERM")
     assert fingerprinted(build) == [] and not (build / "grades.csv").exists()
-    killed("record", 2)
+    killed("record", 1)
+    assert len(fingerprinted(build)) == 1
+    killed("record", 1, "SIGINT")
     stored = fingerprinted(build)
     assert len(stored) == 2, stored
     proc = killed("csv", 0)
