@@ -429,8 +429,9 @@ def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
                   + (f": {esc(r['detail'])}" if r["detail"] else ""))
     flagged = [r for r in rows if r["review"]]
     if flagged:
-        print(f"\nTo review ({len(flagged)}): the score stands, but the code does something "
-              "a correct answer does not need. Read the notebook in build/autograded/.")
+        print(f"\nTo review ({len(flagged)}): the score stands, and a person decides: code "
+              "that does something a correct answer does not need (read the notebook in "
+              "build/autograded/), or answers near-identical to another's (similarity.html).")
         for r in flagged:
             print(f"  {esc(r['student'])} {r['assignment']}: {esc(r['review'])}")
     if run.box and run.box["bwrap"] is None:
