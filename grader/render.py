@@ -1,4 +1,4 @@
-"""Feedback pages rendered in a process of their own: `python -m grader.render MEMORY_BYTES`.
+r"""Feedback pages rendered in a process of their own: `python -m grader.render MEMORY_BYTES`.
 
 grader.report starts this helper, keeps it between pages (importing nbconvert and compiling
 nbgrader's feedback template costs about a second; a page then takes a tenth) and kills it when
@@ -12,7 +12,12 @@ a page overruns its time. Here, in the helper:
   sanitizer (nh3, the Ammonia crate): known tags, a few attributes, links to http, https,
   mailto and in-page anchors only, images only as data:image/png|jpeg|gif|webp, numeric sizes
   only. The head is rebuilt from the template's own CSS under a Content-Security-Policy that
-  allows no script at all (MathJax, the template's only script, goes: math shows as LaTeX).
+  allows no script at all (MathJax, the template's only script, goes);
+- maths in markdown (`$...$`, `$$...$$`, `\(...\)`, `\[...\]`, outside code) is rendered
+  here, by latex2mathml, as MathML, which browsers draw themselves: no script, nothing
+  fetched. What latex2mathml writes is markup made from the student's text, so it goes
+  through the same sanitizer, which lets MathML's presentation elements and a few of their
+  attributes through (no annotation-xml, mglyph or maction, no link, no style).
 
 Protocol, on stdin and stdout: each message is 8 bytes (big-endian length) then that many bytes
 of UTF-8 JSON. Request: {"nb": notebook, "resources": exporter resources, "seconds": limit}.
@@ -33,7 +38,18 @@ CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri '
        "form-action 'none'")
 CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
 
-TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "col", "colgroup",
+# MathML Core's presentation elements, as latex2mathml writes them. Not annotation-xml (it
+# may hold HTML), mglyph or malignmark (the parser-confusion gadgets of sanitizer bypasses),
+# maction or menclose's notations beyond the drawing.
+MATHML = {"math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow", "mfrac", "msqrt",
+          "mroot", "mstyle", "merror", "mpadded", "mphantom", "msub", "msup", "msubsup",
+          "munder", "mover", "munderover", "mmultiscripts", "mprescripts", "none", "mtable",
+          "mtr", "mtd", "menclose", "semantics", "annotation"}
+MATHML_ATTRIBUTES = {"display", "mathvariant", "stretchy", "fence", "separator", "form",
+                     "lspace", "rspace", "minsize", "maxsize", "movablelimits", "accent",
+                     "accentunder", "linethickness", "columnalign", "columnspan",
+                     "scriptlevel", "displaystyle", "notation", "encoding"}
+TAGS = MATHML | {"a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "col", "colgroup",
         "dd", "del", "details", "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2",
         "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "main", "mark", "ol", "p",
         "pre", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "summary", "sup",
@@ -43,7 +59,8 @@ TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "col", 
 ATTRIBUTES = {"*": {"class", "id", "title", "lang", "dir"}, "a": {"href", "name"},
               "img": {"src", "alt", "width", "height"}, "td": {"colspan", "rowspan", "align"},
               "th": {"colspan", "rowspan", "align", "scope"}, "ol": {"start"},
-              "col": {"span"}, "colgroup": {"span"}}
+              "col": {"span"}, "colgroup": {"span"},
+              **{tag: MATHML_ATTRIBUTES for tag in MATHML}}
 LINK_SCHEMES = {"http", "https", "mailto"}
 SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # Browsers drop ASCII whitespace and control characters around and inside a URL's scheme
@@ -113,12 +130,45 @@ def page(title: str, css: list[str], body: str) -> str:
             f"</html>\n")
 
 
+# Maths in markdown, as Jupyter finds it: display first; a `$` opens only before a non-space
+# and closes only after one, not before a digit (so "$5 and $6" is prose). Code is skipped.
+MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)"
+                  r"|(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])", re.S)
+CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.S)
+MATH_TOKEN = re.compile(r"D2LMATH(\d+)X")
+MAX_MATHS, MAX_MATH_CHARS = 500, 5000  # per page, per formula: beyond, left as written
+
+
+def maths_to_tokens(source: str, found: list[str]) -> str:
+    """Markdown with each formula replaced by a token (markdown leaves it alone), its
+    MathML appended to `found`; a formula latex2mathml cannot read stays as written."""
+    from latex2mathml.converter import convert
+
+    def one(m: re.Match) -> str:
+        tex = next(g for g in m.groups() if g is not None)
+        if len(found) >= MAX_MATHS or len(tex) > MAX_MATH_CHARS:
+            return m.group(0)
+        try:
+            mathml = convert(tex, display="block" if m.group(1) or m.group(2) else "inline")
+        except Exception:  # the student's LaTeX: anything may fail to parse
+            return m.group(0)
+        found.append(mathml)
+        return f"D2LMATH{len(found) - 1}X"
+
+    parts = CODE.split(source)
+    return "".join(MATH.sub(one, part) if i % 2 == 0 else part for i, part in enumerate(parts))
+
+
 def render_page(nb: dict, resources: dict) -> str:
     """The feedback page of a notebook already reduced by report.feedback_notebook."""
     import nbformat
     from nbconvert.preprocessors.sanitize import SanitizeHTML
 
     fb = nbformat.from_dict(nb)
+    maths: list[str] = []
+    for cell in fb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = maths_to_tokens(str(cell.source), maths)
     fb, _ = SanitizeHTML().preprocess(fb, {})
     full, _ = exporter().from_notebook_node(fb, resources=resources)
     # Everything before the template's <body> is the template's own (CSS, the course's title,
@@ -127,7 +177,11 @@ def render_page(nb: dict, resources: dict) -> str:
     if start < 0 or end < start:
         raise ValueError("the feedback template gave a page without a body")
     css = STYLE.findall(full[:start])
-    body = cleaner().clean(full[start + len("<body>"):end])
+    body = full[start + len("<body>"):end]
+    if maths:  # a token the student typed, of a formula that is not there, stays as typed
+        body = MATH_TOKEN.sub(lambda m: maths[int(m.group(1))] if int(m.group(1)) < len(maths)
+                              else m.group(0), body)
+    body = cleaner().clean(body)
     return page(str(resources["nbgrader"]["notebook"]), css, body)
 
 

@@ -245,7 +245,36 @@ ATTACKS = [
             "application/javascript": RUN.format(11), "text/plain": "x"})],
         metadata={"nbgrader": {"grade": False, "solution": True,
                                "grade_id": f'y"><img src=x onerror={RUN.format(12)}>'}}),
+    # maths is rendered into markup from the student's LaTeX (grader/render.py)
+    new_markdown_cell(f"$\\href{{javascript:{RUN.format(13)}}}{{x}}$ "
+                      f"$\\text{{<img src=x onerror={RUN.format(14)}>}}$ "
+                      f"$$\\text{{</math><img src=x onerror={RUN.format(15)}>}}$$ "
+                      f"D2LMATH0X D2LMATH99X"),
 ]
+
+
+def test_maths_is_rendered_as_mathml_with_nothing_fetched_and_code_left_alone():
+    html = page_of(new_markdown_cell(
+        "The weight is $\\mathbf{W} \\in \\mathbb{R}^{h \\times d}$, and\n\n"
+        "$$\\frac{\\partial L}{\\partial w} = x^2$$\n\n"
+        "Prices stay prose: $5 and $6. Code stays code: `echo $HOME$PATH`.\n\n"
+        "Unreadable LaTeX stays as written: $\\frac{a}{$."))
+    assert html.count("<math") == 2 and "<mfrac>" in html and "<msup>" in html
+    assert 'display="block"' in html and 'display="inline"' in html
+    assert "$5 and $6" in html and "echo $HOME$PATH" in html
+    assert "$\\frac{a}{$" in html and "D2LMATH" not in html
+    assert "<script" not in html and "mathjax" not in html.lower() and "http" not in \
+        html.split("<body>", 1)[1].replace("http://www.w3.org/1998/Math/MathML", "")
+
+
+def test_maths_cannot_carry_a_link_markup_or_a_script():
+    html = page_of(*ATTACKS[-1:])
+    # each formula is still drawn, and D2LMATH0X, typed by the student, is their own first
+    assert html.count("<math") == 4
+    body = html.split("<body>", 1)[1]  # the head's CSS names javascript: links itself
+    assert "javascript" not in body and "onerror" not in body and "<img" not in body
+    assert "href" not in body.split("<math", 1)[1]
+    assert "D2LMATH99X" in html, "a token the student typed is their text"
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install it with "
