@@ -132,11 +132,14 @@ def page(title: str, css: list[str], body: str) -> str:
 
 # Maths in markdown, as Jupyter finds it: display first; a `$` opens only before a non-space
 # and closes only after one, not before a digit (so "$5 and $6" is prose). Code is skipped.
-MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)"
-                  r"|(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])", re.S)
+# A formula is at most MAX_MATH_CHARS long, which also bounds how far each `$$` or `\[` looks
+# for its end: markdown of a thousand openings and no close costs a thousand short scans.
+MAX_MATHS, MAX_MATH_CHARS = 500, 1000  # per page, per formula: beyond, left as written
+_N = f"{{1,{MAX_MATH_CHARS}}}?"
+MATH = re.compile(rf"\$\$(.{_N})\$\$|\\\[(.{_N})\\\]|\\\((.{_N})\\\)"
+                  rf"|(?<![\\$\w])\$(?=\S)([^$\n]{_N})(?<=\S)\$(?![\w$])", re.S)
 CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.S)
 MATH_TOKEN = re.compile(r"D2LMATH(\d+)X")
-MAX_MATHS, MAX_MATH_CHARS = 500, 5000  # per page, per formula: beyond, left as written
 
 
 def maths_to_tokens(source: str, found: list[str]) -> str:
@@ -146,7 +149,7 @@ def maths_to_tokens(source: str, found: list[str]) -> str:
 
     def one(m: re.Match) -> str:
         tex = next(g for g in m.groups() if g is not None)
-        if len(found) >= MAX_MATHS or len(tex) > MAX_MATH_CHARS:
+        if len(found) >= MAX_MATHS:
             return m.group(0)
         try:
             mathml = convert(tex, display="block" if m.group(1) or m.group(2) else "inline")

@@ -267,6 +267,16 @@ def test_maths_is_rendered_as_mathml_with_nothing_fetched_and_code_left_alone():
         html.split("<body>", 1)[1].replace("http://www.w3.org/1998/Math/MathML", "")
 
 
+def test_openings_of_maths_that_never_close_are_prose():
+    from grader import render
+
+    found = []
+    text = "\\[ \\( $" * 50_000  # each looks MAX_MATH_CHARS ahead at most for its end
+    assert render.maths_to_tokens(text, found) == text and found == []
+    text = "$$ x $$ " * 1000
+    assert render.maths_to_tokens(text, found).count("D2LMATH") == render.MAX_MATHS
+
+
 def test_maths_cannot_carry_a_link_markup_or_a_script():
     html = page_of(*ATTACKS[-1:])
     # each formula is still drawn, and D2LMATH0X, typed by the student, is their own first
