@@ -16,6 +16,24 @@ import sample_grading  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def released_build(tmp_path_factory) -> Path:
+    """A build folder after `python -m grader release` of the shipped course, made once."""
+    build = tmp_path_factory.mktemp("released")
+    subprocess.run([sys.executable, "-m", "grader", "release", "--build", str(build)],
+                   check=True, capture_output=True, timeout=300, cwd=ROOT)
+    return build
+
+
+@pytest.fixture
+def build(released_build, tmp_path) -> Path:
+    """A fresh copy of the released build (gradebook and student versions) for each test."""
+    import shutil
+
+    shutil.copytree(released_build, tmp_path / "build")
+    return tmp_path / "build"
+
+
+@pytest.fixture(scope="session")
 def run_all_output(frameworks, tmp_path_factory):
     """The chapter notebooks executed once per session the way `make run-all` does:
     (process, run-all.json, output folder). The book's tests build on the same run."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,23 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NB = "lazy-init-pytorch"
 DUE = datetime(2026, 12, 1, 17, tzinfo=UTC)
 RULES = {"due": {NB: DUE}, "penalty": "per_hour", "points": 1.0}
-
-
-@pytest.fixture(scope="module")
-def released(tmp_path_factory) -> Path:
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run([sys.executable, "-m", "grader", "release", "--build", str(build)],
-                   check=True, capture_output=True, timeout=300, cwd=ROOT)
-    return build
-
-
-@pytest.fixture
-def build(released, tmp_path) -> Path:
-    """A fresh copy of the released gradebook for each test."""
-    import shutil
-
-    shutil.copytree(released, tmp_path / "build")
-    return tmp_path / "build"
 
 
 def graded(model, student: str, lose: tuple[str, ...] = (), handed_in: datetime | None = None,

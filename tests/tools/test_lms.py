@@ -29,20 +29,6 @@ from lms_files import CANVAS_ROSTER, MOODLE_ROSTER, MOODLE_WORKSHEET, make_zip  
 COURSE = ROOT / "exercises"
 PT, JAX, TF = "lazy-init-pytorch", "lazy-init-jax", "lazy-init-tensorflow"
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory) -> Path:
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run([sys.executable, "-m", "grader", "release", "--build", str(build)],
-                   check=True, capture_output=True, timeout=300, cwd=ROOT)
-    return build
-
-
-@pytest.fixture
-def build(released, tmp_path) -> Path:
-    shutil.copytree(released, tmp_path / "build")
-    return tmp_path / "build"
-
-
 def notebook(build: Path, name: str, answer: str = "") -> bytes:
     """The released notebook, its first answer cell changed to `answer`."""
     nb = json.loads((build / "release" / name / f"{name}.ipynb").read_text())
