@@ -176,7 +176,8 @@ def bench_overhead(repeats: int = 5) -> dict:
     from grader.config import grading_settings
     from grader.course import course_model, grading_secret, load_config, seed
     from grader.execute import kernel_manager
-    from grader.grade import kernel_setup
+    from grader.grade import kernel_setup, sandbox_part
+    from grader.model import JobSpec, SandboxPlan
 
     course = ROOT / "exercises"
     name = "lazy-init-pytorch"
@@ -186,23 +187,16 @@ def bench_overhead(repeats: int = 5) -> dict:
         settings = grading_settings(load_config(course, tmp))
         model = course_model(course, tmp)[name]
         data = (ROOT / "exercises" / "source" / name / f"{name}.ipynb").read_bytes()
-        kernel = kernel_setup(model["kernel"], unsandboxed=False)
+        kernel = kernel_setup(model.kernel, unsandboxed=False)
         bwrap = sandbox.find_bwrap().path
         secret = grading_secret(tmp)
-        job = {"student": "bench", "assignment": name,
-               "notebook": base64.b64encode(data).decode(),
-               "course": {k: model[k] for k in ("notebook", "points", "cells", "released",
-                                                "tests", "hidden", "kernelspec",
-                                                "max_score")},
-               "limits": settings["limits"], "timeouts": settings["timeouts"],
-               "seeds": {g: seed(secret, "bench", name, g) for g in model["tests"]},
-               "sandbox": {"bwrap": bwrap, "uid_base": settings["uid_base"],
-                           **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}}
-        job = json.loads(json.dumps(job, default=dict))
-        graded, _ = restore.assemble(nbformat.reads(data.decode(), as_version=4),
-                                     {**model, "cells": [nbformat.from_dict(c) for c in
-                                                         job["course"]["cells"]]})
-        uids = sandbox.UidSlots(settings["uid_base"] + 20_000, 1) if os.getuid() == 0 else None
+        box = SandboxPlan(bwrap=bwrap, root=os.getuid() == 0, description="")
+        job = JobSpec("bench", name, base64.b64encode(data).decode(), model,  # as plan_jobs
+                      settings.limits, settings.timeouts,
+                      seeds={g: seed(secret, "bench", name, g, "bench") for g in model.tests},
+                      sandbox=sandbox_part(box, settings, kernel))
+        graded, _ = restore.assemble(nbformat.reads(data.decode(), as_version=4), model)
+        uids = sandbox.UidSlots(settings.uid_base + 20_000, 1) if os.getuid() == 0 else None
 
         def floor() -> float:
             uid = uids.free.get() if uids else None
@@ -211,13 +205,13 @@ def bench_overhead(repeats: int = 5) -> dict:
                 scratch.chmod(0o711)
                 (scratch / "ipc").mkdir(mode=0o700)
                 (scratch / "stage").mkdir()
-                spec = sandbox.launch_spec(bwrap, exposed=kernel["exposed"],
+                spec = sandbox.launch_spec(bwrap, exposed=kernel.exposed,
                                            ipc_dir=str(scratch / "ipc"),
                                            stage_dir=str(scratch / "stage"), uid=uid,
-                                           limits=settings["limits"], env=kernel["env"])
+                                           limits=settings.limits, env=kernel.env)
                 (scratch / "launch.json").write_text(json.dumps(spec))
                 argv = sandbox.kernel_argv(str(scratch / "launch.json"),
-                                           kernel["kernel_argv"], as_root=uid is not None)
+                                           kernel.kernel_argv, as_root=uid is not None)
                 km = kernel_manager(argv, str(scratch / "ipc"))
                 start = time.monotonic()
                 client = NotebookClient(nbformat.from_dict(json.loads(json.dumps(graded))),

@@ -63,7 +63,8 @@ def _where_grader_is() -> str:
 
 
 class Pool:
-    def __init__(self, jobs: int, scheduler: str | None = None, waits: dict | None = None):
+    def __init__(self, jobs: int, scheduler: str | None = None,
+                 waits: config.Timeouts | None = None):
         """`waits`: c.GradingTimeouts (grader/config.py), its defaults when not given."""
         import dask
         from distributed import Client, LocalCluster
@@ -78,9 +79,9 @@ class Pool:
         self.cluster = None
         if scheduler:
             try:
-                waits = waits or config.values(config.GradingTimeouts, None)
-                self.client = Client(scheduler, timeout=f"{waits['scheduler_connect']}s")
-                self.client.wait_for_workers(1, timeout=waits["worker_wait"])
+                waits = waits or config.timeouts(None)
+                self.client = Client(scheduler, timeout=f"{waits.scheduler_connect}s")
+                self.client.wait_for_workers(1, timeout=waits.worker_wait)
             except (OSError, TimeoutError) as e:
                 raise UsageError(f"grade: no Dask cluster answers at {scheduler} ({e}). Start "
                                  f"one (`dask scheduler`, then `dask worker {scheduler}` on "

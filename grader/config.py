@@ -13,6 +13,8 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Enum, Float, Integer, Unicode
 from traitlets.config import Configurable
 
+from grader.model import Limits, Settings, Timeouts  # what these sections give
+
 PERIODS = {"none": None, "per_hour": 3600, "per_day": 86400}
 
 
@@ -160,11 +162,14 @@ def cell_timeout(cfg) -> int:
     return int(cfg.Execute.get("timeout", CELL_TIMEOUT))
 
 
-def grading_settings(cfg) -> dict:
+def timeouts(cfg) -> Timeouts:
+    return Timeouts(**values(GradingTimeouts, cfg))
+
+
+def grading_settings(cfg) -> Settings:
     """What a grading run applies: each job's limits (the cell timeout among them), the
     timeouts around them, and the sandbox's settings."""
-    limits = values(GradingLimits, cfg)
-    limits["cell_timeout"] = cell_timeout(cfg)
     sandbox = values(GradingSandbox, cfg)
-    return {"limits": limits, "timeouts": values(GradingTimeouts, cfg),
-            "uid_base": sandbox["uid_base"], "allow_unsandboxed": sandbox["allow_unsandboxed"]}
+    return Settings(limits=Limits(**values(GradingLimits, cfg), cell_timeout=cell_timeout(cfg)),
+                    timeouts=timeouts(cfg), uid_base=sandbox["uid_base"],
+                    allow_unsandboxed=sandbox["allow_unsandboxed"])

@@ -96,7 +96,7 @@ def record_due_dates(course: Path, build: Path) -> None:
     rules = late.settings(load_config(course, build))
     with Gradebook(gradebook_url(build)) as gb:
         for assignment in gb.assignments:
-            assignment.duedate = rules["due"].get(assignment.name)
+            assignment.duedate = rules.due.get(assignment.name)
         gb.db.commit()
 
 

@@ -78,9 +78,9 @@ def export(course: Path, build: Path, lms_name: str, roster_path: Path) -> int:
     scores: dict[str, dict[str, str]] = {}
     known = set()  # every student of the gradebook, graded or not
     for row in gradebook.rows(build, model):
-        known.add(row["student"])
-        if row["assignment"] in model:
-            scores.setdefault(row["student"], {})[row["assignment"]] = row["score"]
+        known.add(row.student)
+        if row.assignment in model:
+            scores.setdefault(row.student, {})[row.assignment] = row.score
     headers = roster.columns if roster.kind == lms_name else {}
     heads, points, cells = grade_columns(model, settings, scores, headers)
     on_roster = {p.student for p in roster.people}

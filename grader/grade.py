@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grader import (
@@ -39,7 +39,22 @@ from grader.course import course_model, ensure_release, grading_secret, load_con
 from grader.errors import UsageError
 from grader.job import feedback_on_worker, zero_result
 from grader.job import judge as job_judge
-from grader.model import Assignment, Job, ReferenceRun, Result, Status, Submission
+from grader.model import (
+    Assignment,
+    Deadlines,
+    GradeRow,
+    Job,
+    JobSandbox,
+    JobSpec,
+    KernelSetup,
+    Page,
+    ReferenceRun,
+    Result,
+    SandboxPlan,
+    Settings,
+    Status,
+    Submission,
+)
 from grader.paths import ROOT, show
 
 # A grading kernel computes on one thread where its libraries let it: JOBS workers then
@@ -55,7 +70,7 @@ ONE_CORE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREAD
             "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0"}
 
 
-def kernel_setup(kernel: str, unsandboxed: bool) -> dict:
+def kernel_setup(kernel: str, unsandboxed: bool) -> KernelSetup:
     """How a job starts the assignment's kernel: its argv and what the sandbox exposes."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -76,17 +91,17 @@ def kernel_setup(kernel: str, unsandboxed: bool) -> dict:
             env[key] = os.environ[key]
     if unsandboxed:
         env["PATH"] += ":" + os.environ.get("PATH", "")
-    return {"kernel_argv": spec.argv, "exposed": exposed, "env": env, "python": python}
+    return KernelSetup(kernel_argv=spec.argv, exposed=exposed, env=env, python=python)
 
 
-def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
-                 unsandboxed: bool) -> dict:
+def plan_sandbox(settings: Settings, kernels: dict[str, KernelSetup], hidden: list[str],
+                 build: Path, unsandboxed: bool) -> SandboxPlan:
     """bwrap, probed with one kernel env; or limits only, if and only if the instructor asked."""
-    if unsandboxed or settings["allow_unsandboxed"]:
+    if unsandboxed or settings.allow_unsandboxed:
         why = "--unsandboxed" if unsandboxed else "c.GradingSandbox.allow_unsandboxed"
-        return {"bwrap": None, "root": False, "description": (
+        return SandboxPlan(bwrap=None, root=False, description=(
             f"NONE ({why}): limits only. Student code can read and write what you can; "
-            "every row is marked `unsandboxed`")}
+            "every row is marked `unsandboxed`"))
     how = ("Grade on Linux with unprivileged user namespaces (a VM or container that allows "
            "them), or, knowing that student code then runs with your rights, pass "
            "--unsandboxed (make grade UNSANDBOXED=1).")
@@ -98,16 +113,16 @@ def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
         raise UsageError(f"grade: {e}. {how}") from None
     root = os.getuid() == 0
     first = kernels[sorted(kernels)[0]]
-    probe_uids = sandbox.UidSlots(settings["uid_base"] + 10_001, 1) if root else None
+    probe_uids = sandbox.UidSlots(settings.uid_base + 10_001, 1) if root else None
     # the first uid free from there: another grading run may be probing with the first
     uid = probe_uids.free.get() if probe_uids else None
     scratch = Path(tempfile.mkdtemp(prefix="d2l-grading-probe-"))
     try:
         scratch.chmod(0o711)
         problems = sandbox.probe(
-            bwrap.path, first["python"], exposed=first["exposed"], uid=uid,
-            limits=settings["limits"], env=first["env"], hidden=hidden, scratch=scratch,
-            timeout=settings["timeouts"]["sandbox_probe"])
+            bwrap.path, first.python, exposed=first.exposed, uid=uid, limits=settings.limits,
+            env=first.env, hidden=hidden, scratch=scratch,
+            timeout=settings.timeouts.sandbox_probe)
     finally:
         if probe_uids:
             sandbox.sweep(uid)
@@ -117,9 +132,9 @@ def plan_sandbox(settings: dict, kernels: dict, hidden: list[str], build: Path,
         raise UsageError(f"grade: the grading sandbox does not hold here: "
                          f"{'; '.join(problems)}. {how}")
     who = "one uid per job slot" if root else "as you"
-    return {"bwrap": bwrap.path, "root": root, "description": (
+    return SandboxPlan(bwrap=bwrap.path, root=root, description=(
         f"bubblewrap {bwrap.describe()}, {who}: no network, no capabilities, only the "
-        "framework env and the shim visible (read-only), tmpfs home and /tmp")}
+        "framework env and the shim visible (read-only), tmpfs home and /tmp"))
 
 
 def clamp_cells(result: Result, points: dict) -> dict:
@@ -163,17 +178,17 @@ class Run:
     """What a grading run knows before any job starts (discover and plan)."""
 
     build: Path
-    settings: dict  # grader/config.py's grading_settings
-    rules: dict  # the deadlines (grader/late.py)
+    settings: Settings  # grader/config.py's grading_settings
+    rules: Deadlines  # grader/late.py's settings
     model: dict[str, Assignment]  # by name (grader/course.py)
     submissions: list[Submission]  # found by grader/collect.py
-    kernels: dict
+    kernels: dict[str, KernelSetup]  # by kernel name
     sandboxed: bool  # False: --unsandboxed or c.GradingSandbox.allow_unsandboxed
     secret: bytes
     hidden: list[str]  # what the sandbox must not show (plan_sandbox)
     force: bool = False  # FORCE=1: grade every submission, fingerprints or not
     everyone: list[Submission] = field(default_factory=list)  # STUDENTS= or not
-    box: dict = field(default_factory=dict)  # the sandbox, once a job needs one
+    box: SandboxPlan | None = None  # the sandbox, once a job needs one
     reused: int = 0  # submissions whose stored result stands
 
 
@@ -196,7 +211,7 @@ def grade(course: Path, submissions: Path, jobs: int, build: Path, unsandboxed: 
     rows = gradebook.rows(build, run.model)
     report.write_csv(build / "grades.csv", rows, gradebook.exercises(run.model))
     graded = {(r.student, r.assignment) for r in verdicts.results}
-    summary([r for r in rows if (r["student"], r["assignment"]) in graded], len(rows), wall,
+    summary([r for r in rows if (r.student, r.assignment) in graded], len(rows), wall,
             where, build, run)
     failed = cluster.all_failed_message(verdicts.results)
     if failed:
@@ -212,7 +227,7 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
     ensure_release(course, build)
     cfg = load_config(course, build)
     settings, rules = grading_settings(cfg), late.settings(cfg)
-    limits = settings["limits"]
+    limits = settings.limits
     model = course_model(course, build)
     items, warnings = collect.discover(submissions.resolve(), model)
     everyone = items
@@ -227,15 +242,14 @@ def discover(course: Path, submissions: Path, build: Path, unsandboxed: bool,
         items = [i for i in items if i.student in wanted]
     for w in warnings:
         print(f"grade: warning: {report.escape_text(w)}", flush=True)
-    kernels = {m.kernel: kernel_setup(m.kernel, unsandboxed or
-                                         settings["allow_unsandboxed"])
+    kernels = {m.kernel: kernel_setup(m.kernel, unsandboxed or settings.allow_unsandboxed)
                for m in model.values()}
     hidden = sorted({str(ROOT), str(build.resolve()), str(submissions.resolve()),
                      str(course.resolve())})
-    print(f"grade: {len(items)} submission(s); limits: {limits['cell_timeout']} s per cell, "
-          f"{limits['memory_mb']} MB per process, {limits['max_output_chars']} characters of "
-          f"output per cell, {limits['submission_timeout']} s per submission", flush=True)
-    sandboxed = not (unsandboxed or settings["allow_unsandboxed"])
+    print(f"grade: {len(items)} submission(s); limits: {limits.cell_timeout} s per cell, "
+          f"{limits.memory_mb} MB per process, {limits.max_output_chars} characters of "
+          f"output per cell, {limits.submission_timeout} s per submission", flush=True)
+    sandboxed = not (unsandboxed or settings.allow_unsandboxed)
     for taken in override.adopt(build, model, rules):
         print(f"grade: a manual score given outside `make override` is kept as an override of "
               f"the notebook it was given on: {report.escape_text(taken)}", flush=True)
@@ -375,7 +389,7 @@ class Verdicts:
         self.pages[key] = (result, job)
         # first in the queue: a submission is recorded as soon as it can be
         self.queue.appendleft((key, f"{result.student}/{result.assignment}",
-                               {"course": m, "result": result}, feedback_on_worker))
+                               Page(m, result), feedback_on_worker))
 
     def page_done(self, key: str, page) -> None:
         """The page rendered on a worker, with what rendering added (a cut, a plain page, a
@@ -394,14 +408,14 @@ def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
     """Every job on the cluster, each page as its verdict is in: (seconds it took, where it
     ran). The sandbox is probed first: only a run with jobs needs it."""
     run.box = plan_sandbox(run.settings, run.kernels, run.hidden, run.build, not run.sandboxed)
-    print(f"grade: sandbox: {run.box['description']}", flush=True)
-    for job in planned:
-        job.spec["sandbox"] = sandbox_part(run.box, run.settings,
-                                           run.kernels[run.model[job.submission.assignment].kernel])
+    print(f"grade: sandbox: {run.box.description}", flush=True)
+    planned = [replace(job, spec=replace(job.spec, sandbox=sandbox_part(
+        run.box, run.settings, run.kernels[run.model[job.submission.assignment].kernel])))
+        for job in planned]
     start = time.monotonic()
     references = reference_jobs(run, planned)
     verdicts.jobs = {job.key: job for job in planned}
-    pool = cluster.Pool(jobs, scheduler, run.settings["timeouts"])
+    pool = cluster.Pool(jobs, scheduler, run.settings.timeouts)
     print(f"grade: running on {pool.where}", flush=True)
     try:
         verdicts.shown.watch(pool)
@@ -416,27 +430,27 @@ def run_jobs(run: Run, planned: list, verdicts: Verdicts, jobs: int,
     return time.monotonic() - start, pool.where
 
 
-def summary(rows: list[dict], total: int, wall: float, where: str, build: Path,
+def summary(rows: list[GradeRow], total: int, wall: float, where: str, build: Path,
             run: Run) -> None:
     esc = report.escape_text
     if rows:
-        width = max(len(esc(r["student"])) for r in rows)
+        width = max(len(esc(r.student)) for r in rows)
         print(f"\n{'student':<{width}}  {'assignment':<22} {'score':>9}  status")
         for r in rows:
-            print(f"{esc(r['student']):<{width}}  {r['assignment'] or '-':<22} "
-                  f"{r['score']:>5}/{r['max_score']:<3}  {r['status']}"
-                  + (f" ({r['late']})" if r["late"] else "")
-                  + (f": {esc(r['detail'])}" if r["detail"] else ""))
-    flagged = [r for r in rows if r["review"]]
+            print(f"{esc(r.student):<{width}}  {r.assignment or '-':<22} "
+                  f"{r.score:>5}/{r.max_score:<3}  {r.status}"
+                  + (f" ({r.late})" if r.late else "")
+                  + (f": {esc(r.detail)}" if r.detail else ""))
+    flagged = [r for r in rows if r.review]
     if flagged:
         print(f"\nTo review ({len(flagged)}): the score stands, and a person decides: code "
               "that does something a correct answer does not need (read the notebook in "
               "build/autograded/), or answers near-identical to another's (similarity.html).")
         for r in flagged:
-            print(f"  {esc(r['student'])} {r['assignment']}: {esc(r['review'])}")
-    if run.box and run.box["bwrap"] is None:
-        print(f"\ngrade: sandbox: {run.box['description']}")
-    bad = sum(r["status"] != "ok" for r in rows)
+            print(f"  {esc(r.student)} {r.assignment}: {esc(r.review)}")
+    if run.box and run.box.bwrap is None:
+        print(f"\ngrade: sandbox: {run.box.description}")
+    bad = sum(r.status != "ok" for r in rows)
     ran = (f"{len(rows)} graded now ({bad} with a status, {len(flagged)} to review) in "
            f"{wall:.1f} s on {where}" if rows else "none graded now")
     reused = f", {run.reused} unchanged since they were graded" if run.reused else ""
@@ -474,37 +488,34 @@ def plan_jobs(run: Run, finish) -> list[Job]:
             run.reused += 1
             continue
         answers = hashlib.sha256(data).hexdigest()  # the seeds: new ones for new bytes
-        spec = {"student": sub.student, "assignment": sub.assignment,
-                "notebook": base64.b64encode(data).decode(), "course": m.to_json(),
-                "limits": run.settings["limits"], "timeouts": run.settings["timeouts"],
-                "seeds": {gid: seed(run.secret, sub.student, sub.assignment, gid, answers)
-                          for gid in m.tests}}  # its "sandbox" once run_jobs has one
+        spec = JobSpec(sub.student, sub.assignment, base64.b64encode(data).decode(), m,
+                       run.settings.limits, run.settings.timeouts,
+                       seeds={gid: seed(run.secret, sub.student, sub.assignment, gid, answers)
+                              for gid in m.tests})  # its sandbox once run_jobs has one
         planned.append(Job(f"grade-{n}", f"{sub.student}/{sub.assignment}", sub, spec,
                            timestamp, timestamp_problem, fingerprint,
                            override.answers_digest(data, m)))
     return planned
 
 
-def sandbox_part(box: dict, settings: dict, kernel: dict) -> dict:
-    return {"bwrap": box["bwrap"], "uid_base": settings["uid_base"],
-            **{k: kernel[k] for k in ("kernel_argv", "exposed", "env")}}
+def sandbox_part(box: SandboxPlan, settings: Settings, kernel: KernelSetup) -> JobSandbox:
+    """A job spec's sandbox: what the job's process needs to start its kernel."""
+    return JobSandbox(bwrap=box.bwrap, uid_base=settings.uid_base, **kernel.for_job())
 
 
-def reference_jobs(run: Run, planned: list[Job]) -> list[tuple[str, str, dict]]:
+def reference_jobs(run: Run, planned: list[Job]) -> list[tuple[str, str, JobSpec]]:
     """(key, label, job) of each assignment's reference run: the source notebook once, its
     checks for every submission's seeds."""
     wanted: dict[str, list] = {}
     for job in planned:
-        wanted.setdefault(job.submission.assignment, []).append((job.key, job.spec["seeds"]))
+        wanted.setdefault(job.submission.assignment, []).append((job.key, job.spec.seeds))
     jobs = []
     for name, seed_sets in sorted(wanted.items()):
         m = run.model[name]
-        jobs.append((f"reference-{name}", f"reference/{name}", {
-            "reference": True, "student": "(reference)", "assignment": name,
-            "notebook": base64.b64encode(Path(m.source_file).read_bytes()).decode(),
-            "course": m.to_json(), "limits": run.settings["limits"],
-            "timeouts": run.settings["timeouts"], "seed_sets": seed_sets,
-            "sandbox": sandbox_part(run.box, run.settings, run.kernels[m.kernel])}))
+        jobs.append((f"reference-{name}", f"reference/{name}", JobSpec(
+            "(reference)", name, base64.b64encode(Path(m.source_file).read_bytes()).decode(),
+            m, run.settings.limits, run.settings.timeouts, reference=True, seed_sets=seed_sets,
+            sandbox=sandbox_part(run.box, run.settings, run.kernels[m.kernel]))))
     return jobs
 
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from grader import report, reuse, similarity
-from grader.model import EXERCISE, Assignment, Lateness, Result, Status
+from grader.model import EXERCISE, Assignment, GradeRow, Lateness, Result, Status
 from grader.paths import gradebook_url
 
 NO_ASSIGNMENT = "-"  # the folder name for rows without an assignment (no submission, ...)
@@ -67,7 +67,8 @@ def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> 
                     grade.auto_score = r.cells[grade.name]
                     grade.needs_manual_grade = False
                 # the overrides that hold (grader/override.py), as nbgrader's manual scores
-                grade.manual_score = (r.manual.get(grade.name) or {}).get("points")
+                grade.manual_score = r.manual[grade.name].points if grade.name in r.manual \
+                    else None
             nb.late_submission_penalty = r.penalty or None
             sub.timestamp = timestamp
             gb.db.commit()
@@ -105,7 +106,7 @@ def stored(build: Path) -> list[Result]:
     return found
 
 
-def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
+def rows(build: Path, model: dict[str, Assignment]) -> list[GradeRow]:
     """grades.csv's rows: every submission and every student the gradebook knows."""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -123,10 +124,10 @@ def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
             results[(student, "")].flag(Status.NO_SUBMISSION,
                                         "in the gradebook, but no submission graded")
         for (student, a), r in sorted(results.items()):
-            row = {"student": student, "assignment": a, "score": "0", "max_score": "0",
-                   **dict.fromkeys(columns, ""), "status": report.status_text(r),
-                   "review": "; ".join([*r.review, *filter(None, [similar.get((student, a))])]),
-                   "late": "", "detail": "; ".join(r.detail)}
+            row = GradeRow(student, a, exercises=dict.fromkeys(columns, ""),
+                           status=report.status_text(r), detail="; ".join(r.detail),
+                           review="; ".join([*r.review,
+                                             *filter(None, [similar.get((student, a))])]))
             if a in model:
                 try:
                     nb = gb.find_submission_notebook(model[a].notebook, a, student)
@@ -136,15 +137,15 @@ def rows(build: Path, model: dict[str, Assignment]) -> list[dict]:
                     penalty = nb.late_submission_penalty or 0.0
                     cells = {g.name: g.score for g in nb.grades}
                     auto = {g.name: g.auto_score for g in nb.grades}
-                    row["detail"] = "; ".join([*r.detail, *(
+                    row.detail = "; ".join([*r.detail, *(
                         report.note_line(cell, entry, auto.get(cell))
                         for cell, entry in sorted(r.manual.items()))])
-                    row["score"] = report.fmt(max(nb.score - penalty, 0.0))
-                    row["max_score"] = report.fmt(nb.max_score)
+                    row.score = report.fmt(max(nb.score - penalty, 0.0))
+                    row.max_score = report.fmt(nb.max_score)
                     for ex, points in by_exercise(cells, model[a].points).items():
-                        row[ex] = report.fmt(points)
+                        row.exercises[ex] = report.fmt(points)
                 if r.late and r.late.seconds:
-                    row["late"] = late_text(r.late)
+                    row.late = late_text(r.late)
             out.append(row)
     return out
 

@@ -1,6 +1,6 @@
 """One grading job: a submission's bytes and its assignment's cells in, a result out.
 
-A pure function of its input (a JSON-able dict); the result (grader/model.py's Result)
+A pure function of its input (grader/model.py's JobSpec); the result (grader/model.py's Result)
 holds the scores, statuses, review findings and the artifacts as text: the autograded
 notebook and the feedback page. It reads no gradebook and writes nothing but the sandbox's
 socket directory, so it runs on any worker that has the same checkout and envs. A
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
-from grader.model import Assignment, ReferenceRun, Result, Status
+from grader.model import Assignment, JobSpec, Page, ReferenceRun, Result, Status
 from grader.paths import ROOT
 
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
@@ -129,13 +129,13 @@ def zero_result(student: str, assignment: str, status: Status, detail: str,
     return result
 
 
-def _execute(job: dict, course: Assignment, nb, plan: dict, seed_sets: list[dict], logger,
+def _execute(job: JobSpec, course: Assignment, nb, plan: dict, seed_sets: list[dict], logger,
              result: Result):
     """The assembled notebook run in its sandboxed kernel, then the checks once per seed
     set: the GradingClient, or None (and a grading error in `result`)."""
-    limits, waits, start = job["limits"], job["timeouts"], time.monotonic()
-    box = job["sandbox"]
-    scratch = Path(box["scratch"])  # made, and removed, by the grader
+    start = time.monotonic()
+    limits, waits, box = job.limits, job.timeouts, job.sandbox
+    scratch = Path(box.scratch)  # made, and removed, by the grader
     log = bytearray()
     try:
         scratch.chmod(0o711)  # the kernel's uid passes through to its socket directory
@@ -143,25 +143,23 @@ def _execute(job: dict, course: Assignment, nb, plan: dict, seed_sets: list[dict
         ipc.mkdir(mode=0o700)
         stage.mkdir()
         spec = sandbox.launch_spec(
-            box["bwrap"], exposed=box["exposed"], ipc_dir=str(ipc), stage_dir=str(stage),
-            uid=box["uid"], limits=limits, env=box["env"])
+            box.bwrap, exposed=box.exposed, ipc_dir=str(ipc), stage_dir=str(stage),
+            uid=box.uid, limits=limits, env=box.env)
         spec_file = scratch / "launch.json"
         spec_file.write_text(json.dumps(spec))
         spec_file.chmod(0o600)
-        argv = sandbox.kernel_argv(str(spec_file), box["kernel_argv"],
-                                   as_root=box["uid"] is not None)
+        argv = sandbox.kernel_argv(str(spec_file), box.kernel_argv, as_root=box.uid is not None)
         code = [c.source for c in course.cells if c.cell_type == "code"]
         client = GradingClient(
             nb, kernel_manager(argv, str(ipc)), plan=plan, guard_source=GUARD_SOURCE,
             guard_config={"modules": audit.modules_used(code)},
             checks=[(gid, src) for gid, src in course.checks.items()],
             seed_sets=seed_sets, observe_source=OBSERVE_SOURCE,
-            max_output_chars=limits["max_output_chars"],
-            max_notebook_chars=limits["max_notebook_output_chars"],
-            deadline=start + limits["submission_timeout"],
-            time_limit=limits["submission_timeout"],
-            timeout=limits["cell_timeout"], iopub_timeout=waits["iopub"],
-            startup_timeout=waits["kernel_startup"], setup_timeout=waits["grader_setup"],
+            max_output_chars=limits.max_output_chars,
+            max_notebook_chars=limits.max_notebook_output_chars,
+            deadline=start + limits.submission_timeout, time_limit=limits.submission_timeout,
+            timeout=limits.cell_timeout, iopub_timeout=waits.iopub,
+            startup_timeout=waits.kernel_startup, setup_timeout=waits.grader_setup,
             log=logger)
         r, w = os.pipe()
         drain = threading.Thread(target=_drain, args=(r, log), daemon=True)
@@ -195,12 +193,12 @@ def _job_logger():
     return logger, close
 
 
-def run(job: dict) -> Result:
+def run(job: JobSpec) -> Result:
     """A student's submission: its notebook run, and what its checks reported (judged by
     judge() against the reference's reports for the same seeds)."""
     start = time.monotonic()
-    course = Assignment.from_json(job["course"])
-    result = new_result(job["student"], job["assignment"], course.points)
+    course = job.course
+    result = new_result(job.student, job.assignment, course.points)
     logger, close_log = _job_logger()
 
     def finish():
@@ -210,17 +208,17 @@ def run(job: dict) -> Result:
 
     import nbformat
 
-    student_nb, problem = parse_notebook(base64.b64decode(job["notebook"]))
+    student_nb, problem = parse_notebook(base64.b64decode(job.notebook))
     if problem:
         result.flag(*problem)
         return finish()
     nb, events = restore.assemble(student_nb, course)
     if not restore.attempted(nb, course):  # a blank hand-in is not wrong work: said apart
         result.flag(Status.NOT_ATTEMPTED, "no answer: every answer cell is as released")
-    plan, student_cells = plan_cells(nb, course, job["seeds"])
+    plan, student_cells = plan_cells(nb, course, job.seeds)
     result.review += audit.audit(student_cells, [c.source for c in course.cells
                                                     if c.cell_type == "code"])
-    client = _execute(job, course, nb, plan, [job["seeds"]], logger, result)
+    client = _execute(job, course, nb, plan, [job.seeds], logger, result)
     if client is None:
         return finish()
     # What the checks sent, as text: judged in the grader's client once the reference's
@@ -245,11 +243,11 @@ def judge(result: Result, course: Assignment, expected: dict) -> Result:
     return result
 
 
-def feedback_on_worker(page: dict) -> Result:
-    """What a grading worker runs for a page: {"course": an Assignment, "result"} in; the
-    result out with its page, and the status and detail the rendering added (a cut, a plain
-    page), without the notebook and logs the client already has."""
-    result = add_feedback(page["course"], page["result"])
+def feedback_on_worker(page: Page) -> Result:
+    """What a grading worker runs for a page: the result out with its page, and the status
+    and detail the rendering added (a cut, a plain page), without the notebook and logs the
+    client already has."""
+    result = add_feedback(page.course, page.result)
     return replace(result, autograded=None, kernel_log="", job_log="")
 
 
@@ -266,7 +264,7 @@ def add_feedback(course: Assignment, result: Result) -> Result:
     return result
 
 
-def run_bounded(job: dict) -> Result | ReferenceRun:
+def run_bounded(job: JobSpec) -> Result | ReferenceRun:
     """run() or run_reference() in a process of their own whose address space is capped at
     JOB_MEMORY: what a kernel sends is held by that process (zmq buffers a message whole,
     however many frames it has), so a flood costs that process, not the worker, and the row
@@ -279,9 +277,10 @@ def run_bounded(job: dict) -> Result | ReferenceRun:
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (JOB_MEMORY, resource.RLIM_INFINITY))
 
-    seconds = job["limits"]["submission_timeout"] + 300  # start-up, replay and checks
+    seconds = job.limits.submission_timeout + 300  # start-up, replay and checks
     try:
-        proc = subprocess.run([sys.executable, "-m", "grader.job"], input=json.dumps(job).encode(),
+        proc = subprocess.run([sys.executable, "-m", "grader.job"],
+                              input=json.dumps(job.to_json()).encode(),
                               capture_output=True, preexec_fn=limit, timeout=seconds,
                               env={**os.environ, "MALLOC_ARENA_MAX": "2"})
     except subprocess.TimeoutExpired:
@@ -290,7 +289,7 @@ def run_bounded(job: dict) -> Result | ReferenceRun:
         if proc.returncode == 0:
             try:
                 data = json.loads(proc.stdout)
-                return ReferenceRun(**data) if job.get("reference") else Result.from_json(data)
+                return ReferenceRun(**data) if job.reference else Result.from_json(data)
             except (ValueError, TypeError):
                 pass
         code = proc.returncode
@@ -299,10 +298,10 @@ def run_bounded(job: dict) -> Result | ReferenceRun:
         why = (f"the grader's process for it {how}, near its memory limit of "
                f"{JOB_MEMORY // 2**20} MB or past it: an output too large to hold? "
                f"({proc.stderr.decode(errors='replace').strip()[-200:]})")
-    if job.get("reference"):
+    if job.reference:
         return ReferenceRun(problem=f"the reference solution could not be run: {why}")
-    return zero_result(job["student"], job["assignment"], Status.GRADING_ERROR, why,
-                       job["course"]["points"])
+    return zero_result(job.student, job.assignment, Status.GRADING_ERROR, why,
+                       job.course.points)
 
 
 def main() -> int:
@@ -311,8 +310,8 @@ def main() -> int:
 
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may reach the result's channel
-    job = json.loads(sys.stdin.buffer.read())
-    result = run_reference(job) if job.get("reference") else run(job)
+    job = JobSpec.from_json(json.loads(sys.stdin.buffer.read()))
+    result = run_reference(job) if job.reference else run(job)
     # a result's strings cleaned here, where it leaves for the grader's client
     out.write(json.dumps(asdict(result) if isinstance(result, ReferenceRun)
                          else clean(result.to_json())).encode())
@@ -320,19 +319,19 @@ def main() -> int:
     return 0
 
 
-def run_reference(job: dict) -> ReferenceRun:
+def run_reference(job: JobSpec) -> ReferenceRun:
     """The reference solution (the source notebook) run once, its checks once for each
     submission's seeds: reports by job key, {grade id: parsed report} each."""
-    course = Assignment.from_json(job["course"])
+    course = job.course
     logger, close_log = _job_logger()
-    result = new_result(job["student"], job["assignment"], course.points)
-    nb_source, problem = parse_notebook(base64.b64decode(job["notebook"]))
+    result = new_result(job.student, job.assignment, course.points)
+    nb_source, problem = parse_notebook(base64.b64decode(job.notebook))
     if problem:
         return ReferenceRun(problem=f"the source notebook: {problem[1]}")
     nb, _ = restore.assemble(nb_source, course)
     plan, _ = plan_cells(nb, course, {})
-    keys = [k for k, _ in job["seed_sets"]]
-    client = _execute(job, course, nb, plan, [s for _, s in job["seed_sets"]], logger,
+    keys = [k for k, _ in job.seed_sets]
+    client = _execute(job, course, nb, plan, [s for _, s in job.seed_sets], logger,
                       result)
     log = close_log()
     if client is None or len(client.reports) != len(keys):
@@ -362,11 +361,11 @@ def clean(value):
 _slots: dict = {}  # this worker process's uids, when it runs as root
 
 
-def run_on_worker(job: dict) -> Result | ReferenceRun:
+def run_on_worker(job: JobSpec) -> Result | ReferenceRun:
     """What a grading worker runs for a job: a uid and a scratch folder of this worker's
     own, the job, then every process of that uid killed and the folder removed."""
-    box, uid = job["sandbox"], None
-    if box["bwrap"] is not None and os.getuid() == 0:
+    box, uid = job.sandbox, None
+    if box.bwrap is not None and os.getuid() == 0:
         if "uids" not in _slots:
             try:
                 from distributed import get_worker
@@ -374,21 +373,21 @@ def run_on_worker(job: dict) -> Result | ReferenceRun:
                 threads = get_worker().state.nthreads
             except (ImportError, ValueError):
                 threads = 1
-            _slots["uids"] = sandbox.UidSlots(box["uid_base"], threads)
+            _slots["uids"] = sandbox.UidSlots(box.uid_base, threads)
         uid = _slots["uids"].free.get()
     scratch = tempfile.mkdtemp(prefix="d2l-grading-")
     result = None
     try:
-        result = run_bounded({**job, "sandbox": {**box, "uid": uid, "scratch": scratch}})
+        result = run_bounded(replace(job, sandbox=replace(box, uid=uid, scratch=scratch)))
     except Exception as e:  # our own bug: still a result, still the next job
-        if job.get("reference"):
+        if job.reference:
             result = ReferenceRun(problem=f"the reference solution could not be run: the "
                                           f"grading job failed: {type(e).__name__}: "
                                           f"{str(e)[:300]}")
         else:
-            result = zero_result(job["student"], job["assignment"], Status.GRADING_ERROR,
+            result = zero_result(job.student, job.assignment, Status.GRADING_ERROR,
                                  f"the grading job failed: {type(e).__name__}: {str(e)[:300]}",
-                                 job["course"]["points"])
+                                 job.course.points)
     finally:
         if uid is not None:
             left = sandbox.sweep(uid)

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from grader import collect
 from grader.config import PERIODS, GradingDeadlines, values
 from grader.errors import UsageError
-from grader.model import Lateness
+from grader.model import Deadlines, Lateness
 
 MAX_TIMESTAMP_BYTES = 1024
 LATE_MARKER = "lms-late.txt"  # written by `make collect` where the LMS gives no time
 
 
-def settings(cfg) -> dict:
+def settings(cfg) -> Deadlines:
     """c.GradingDeadlines (grader/config.py) with its due dates parsed."""
     from nbgrader.utils import parse_utc
 
@@ -43,7 +43,7 @@ def settings(cfg) -> dict:
             raise UsageError(f"c.GradingDeadlines.due[{assignment!r}] = {text!r} is no date "
                              f"nbgrader can read ({e}); write e.g. '2026-12-01 17:00:00 UTC'") \
                 from None
-    return {"due": due, "penalty": d["penalty"], "points": d["points"]}
+    return Deadlines(due=due, penalty=d["penalty"], points=d["points"])
 
 
 def read_timestamp(folder: str):
@@ -70,17 +70,17 @@ def read_timestamp(folder: str):
         return None, f"timestamp.txt holds no date ({text[:40]!r}); counted as on time"
 
 
-def assess(rules: dict, assignment: str, submitted: datetime | None,
+def assess(rules: Deadlines, assignment: str, submitted: datetime | None,
            score: float) -> Lateness:
     """How late, and what it costs: never more than `score`, so no score goes below zero."""
-    due = rules["due"].get(assignment)
+    due = rules.due.get(assignment)
     found = Lateness(timestamp=submitted and submitted.isoformat(),
                      due=due and due.isoformat())
     if due is None or submitted is None:
         return found
     found.seconds = max((_utc(submitted) - _utc(due)).total_seconds(), 0.0)
-    period = PERIODS[rules["penalty"]]
-    penalty = math.ceil(found.seconds / period) * rules["points"] if period else 0.0
+    period = PERIODS[rules.penalty]
+    penalty = math.ceil(found.seconds / period) * rules.points if period else 0.0
     found.penalty = min(penalty, max(score, 0.0))
     return found
 

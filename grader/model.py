@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from enum import StrEnum
 
 # A test cell's grade id names its exercise and its kind: ex2-hidden is exercise 2's hidden
@@ -152,11 +153,144 @@ class Job:
     key: str
     label: str
     submission: Submission
-    spec: dict
+    spec: JobSpec
     timestamp: str | None = None
     timestamp_problem: str | None = None
     fingerprint: str = ""  # what its recorded result is stored with (grader/reuse.py)
     answers: str = ""  # what the student wrote, digested (grader/override.py)
+
+
+# What a grading run applies: grader/config.py's sections read once, as values.
+
+
+@dataclass(frozen=True)
+class Limits:
+    """c.GradingLimits and the cell timeout (c.Execute.timeout)."""
+
+    memory_mb: int
+    cpu_seconds: int
+    file_mb: int
+    tmpfs_mb: int
+    max_processes: int
+    max_output_chars: int
+    max_notebook_output_chars: int
+    submission_timeout: int
+    cell_timeout: int
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """c.GradingTimeouts."""
+
+    kernel_startup: int
+    iopub: int
+    grader_setup: int
+    sandbox_probe: int
+    scheduler_connect: int
+    worker_wait: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a grading run applies but the deadlines (Deadlines)."""
+
+    limits: Limits
+    timeouts: Timeouts
+    uid_base: int
+    allow_unsandboxed: bool
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """c.GradingDeadlines with its due dates parsed (grader/late.py's settings)."""
+
+    due: dict[str, datetime]  # assignment -> due date (UTC)
+    penalty: str  # a key of PERIODS
+    points: float  # per started period late
+
+
+@dataclass(frozen=True)
+class KernelSetup:
+    """How a job starts an assignment's kernel (grader/grade.py's kernel_setup): its argv,
+    the folders the sandbox exposes, its environment, and the env's Python."""
+
+    kernel_argv: list[str]
+    exposed: list[str]
+    env: dict[str, str]
+    python: str
+
+    def for_job(self) -> dict:
+        """What a job's spec carries of it (the Python is only the probe's)."""
+        return {"kernel_argv": self.kernel_argv, "exposed": self.exposed, "env": self.env}
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """The sandbox of a grading run (grader/grade.py's plan_sandbox): bwrap's path, or None
+    where the instructor chose limits only; whether the grader runs as root (one uid per
+    job slot); and the sentence the run prints about it."""
+
+    bwrap: str | None
+    root: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class JobSandbox:
+    """A job's sandbox: bwrap (None: limits only), the first grading uid, how to start the
+    kernel (KernelSetup.for_job); and, set by the worker that runs it (grader/job.py's
+    run_on_worker), its uid slot (when the grader runs as root) and scratch folder."""
+
+    bwrap: str | None
+    uid_base: int
+    kernel_argv: list[str]
+    exposed: list[str]
+    env: dict[str, str]
+    uid: int | None = None
+    scratch: str = ""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What grader/job.py runs: a student's notebook with their seeds, or (reference) the
+    source notebook with the checks once for each submission's seeds. It travels to a
+    worker and into the job's own process as JSON (to_json, from_json)."""
+
+    student: str
+    assignment: str
+    notebook: str  # the notebook's bytes, base64
+    course: Assignment
+    limits: Limits
+    timeouts: Timeouts
+    seeds: dict[str, int] = field(default_factory=dict)  # grade id -> seed
+    reference: bool = False
+    seed_sets: list[tuple[str, dict[str, int]]] = field(default_factory=list)  # (job key, seeds)
+    sandbox: JobSandbox | None = None  # once grade.run_jobs has one
+
+    def to_json(self) -> dict:
+        return {"student": self.student, "assignment": self.assignment,
+                "notebook": self.notebook, "course": self.course.to_json(),
+                "limits": asdict(self.limits), "timeouts": asdict(self.timeouts),
+                "seeds": self.seeds, "reference": self.reference,
+                "seed_sets": [[key, seeds] for key, seeds in self.seed_sets],
+                "sandbox": asdict(self.sandbox) if self.sandbox else None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> JobSpec:
+        return cls(student=data["student"], assignment=data["assignment"],
+                   notebook=data["notebook"], course=Assignment.from_json(data["course"]),
+                   limits=Limits(**data["limits"]), timeouts=Timeouts(**data["timeouts"]),
+                   seeds=data["seeds"], reference=data["reference"],
+                   seed_sets=[(key, seeds) for key, seeds in data["seed_sets"]],
+                   sandbox=JobSandbox(**data["sandbox"]) if data["sandbox"] else None)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A feedback page to render on a worker (grader/job.py's feedback_on_worker)."""
+
+    course: Assignment
+    result: Result
 
 
 @dataclass
@@ -168,6 +302,15 @@ class Lateness:
     due: str | None = None  # ISO, UTC; None: no due date
     seconds: float = 0.0
     penalty: float = 0.0  # never more than the score
+
+
+@dataclass(frozen=True)
+class Manual:
+    """A score the instructor set for one test cell (grader/override.py), with the reason the
+    row and the student's page show."""
+
+    points: float
+    note: str
 
 
 @dataclass
@@ -190,14 +333,14 @@ class Result:
     late: Lateness | None = None
     reports: dict | None = None  # what the checks sent, until they are judged
     # the instructor's scores that hold for these answers (grader/override.py):
-    # grade id -> {"points", "note"}; `cells` keeps the autograder's
-    manual: dict[str, dict] = field(default_factory=dict)
+    # by grade id; `cells` keeps the autograder's
+    manual: dict[str, Manual] = field(default_factory=dict)
     answers: str = ""  # a digest of what the student wrote (override.answers_digest)
 
     @property
     def scores(self) -> dict[str, float]:
         """Points per test cell: the autograder's, or the instructor's where one is set."""
-        return {**self.cells, **{c: m["points"] for c, m in self.manual.items()}}
+        return {**self.cells, **{c: m.points for c, m in self.manual.items()}}
 
     @property
     def score(self) -> float:
@@ -227,7 +370,30 @@ class Result:
         data["status"] = [Status(s) for s in data.get("status", ())]
         if data.get("late") is not None:
             data["late"] = Lateness(**data["late"])
+        data["manual"] = {c: Manual(**m) for c, m in (data.get("manual") or {}).items()}
         return cls(**data)
+
+
+@dataclass
+class GradeRow:
+    """A row of grades.csv (grader/gradebook.py's rows): scores as the gradebook holds them
+    after the late penalty, written as the CSV shows them."""
+
+    student: str
+    assignment: str  # "" for a student of the gradebook with no submission graded
+    score: str = "0"
+    max_score: str = "0"
+    exercises: dict[str, str] = field(default_factory=dict)  # ex1, ex2, ... -> points
+    status: str = ""
+    review: str = ""
+    late: str = ""
+    detail: str = ""
+
+    def as_csv(self) -> dict[str, str]:
+        """The row by column name, as report.write_csv writes it."""
+        return {"student": self.student, "assignment": self.assignment, "score": self.score,
+                "max_score": self.max_score, **self.exercises, "status": self.status,
+                "review": self.review, "late": self.late, "detail": self.detail}
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from grader import report, reuse
 from grader.errors import UsageError
-from grader.model import Assignment, Result
+from grader.model import Assignment, Deadlines, Manual, Result
 
 FILE = "overrides.json"
 
@@ -79,7 +79,7 @@ def apply(build: Path, result: Result, answers: str) -> None:
     for cell, entry in sorted(entries.items()):
         if entry.get("answers") == answers and cell in result.cells:
             kept[cell] = entry
-            result.manual[cell] = {"points": float(entry["points"]), "note": entry["note"]}
+            result.manual[cell] = Manual(float(entry["points"]), entry["note"])
         else:
             result.detail.append(
                 f"{cell}: the instructor's {report.fmt(entry['points'])} points "
@@ -88,7 +88,7 @@ def apply(build: Path, result: Result, answers: str) -> None:
         save(build, {**data, key(result.student, result.assignment): kept})
 
 
-def adopt(build: Path, model: dict[str, Assignment], rules: dict) -> list[str]:
+def adopt(build: Path, model: dict[str, Assignment], rules: Deadlines) -> list[str]:
     """Manual scores in the gradebook that no override holds (set in nbgrader's formgrader):
     taken in as overrides of the notebook they were given on, their rows and pages rewritten.
     Returns what was taken."""
@@ -168,10 +168,10 @@ def override(course: Path, build: Path, student: str, assignment: str, cell: str
     refresh(build, model, late.settings(cfg), student, assignment)
     rows = gradebook.rows(build, model)
     report.write_csv(build / "grades.csv", rows, gradebook.exercises(model))
-    row = next(r for r in rows if (r["student"], r["assignment"]) == (student, assignment))
+    row = next(r for r in rows if (r.student, r.assignment) == (student, assignment))
     print(f"override: {report.escape_text(student)} {assignment} {cell}: "
           f"{'cleared' if clear else report.fmt(entries[cell]['points']) + ' points'}; "
-          f"score {row['score']}/{row['max_score']} in {show(build / 'grades.csv')} and on the "
+          f"score {row.score}/{row.max_score} in {show(build / 'grades.csv')} and on the "
           "feedback page", flush=True)
     for lms, roster in export.written(build).items():
         try:
@@ -181,7 +181,7 @@ def override(course: Path, build: Path, student: str, assignment: str, cell: str
     return 0
 
 
-def refresh(build: Path, model: dict[str, Assignment], rules: dict, student: str,
+def refresh(build: Path, model: dict[str, Assignment], rules: Deadlines, student: str,
             assignment: str) -> None:
     """One graded submission again, without a grading run: its scores as the gradebook has
     them with the overrides now held, its penalty, its page, its gradebook entry and result.
@@ -198,7 +198,7 @@ def refresh(build: Path, model: dict[str, Assignment], rules: dict, student: str
         auto = {g.name: g.auto_score or 0.0 for g in nb.grades}
     entries = load(build).get(key(student, assignment)) or {}
     result.cells = {g: auto.get(g, 0.0) for g in m.points}
-    result.manual = {c: {"points": float(e["points"]), "note": e["note"]}
+    result.manual = {c: Manual(float(e["points"]), e["note"])
                      for c, e in entries.items() if c in m.points}
     timestamp = result.late.timestamp if result.late else None
     result.late = late.assess(rules, assignment,

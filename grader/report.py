@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from grader import audit
-from grader.model import Assignment, Result, Status, part_kind, part_name
+from grader.model import Assignment, GradeRow, Manual, Result, Status, part_kind, part_name
 from grader.paths import ROOT
 from grader.render import CSP_META
 
@@ -85,14 +85,13 @@ def fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
 
 
-def note_line(cell: str, entry: dict, auto: float | None) -> str:
+def note_line(cell: str, entry: Manual, auto: float | None) -> str:
     """The row's word on an instructor's override (grader/override.py)."""
     was = f" (autograder: {fmt(auto)})" if auto is not None else ""
-    return (f"{cell} overridden: {fmt(entry['points'])} points{was}, by the "
-            f"instructor: {entry['note']}")
+    return f"{cell} overridden: {fmt(entry.points)} points{was}, by the instructor: {entry.note}"
 
 
-def write_csv(path: Path, rows: list[dict], exercises: list[str]) -> None:
+def write_csv(path: Path, rows: list[GradeRow], exercises: list[str]) -> None:
     """grades.csv: a row per submission, one column per exercise (ex1, ex2, ...)."""
     fields = ["student", "assignment", "score", "max_score", *exercises, "status", "review",
               "late", "detail"]
@@ -101,7 +100,8 @@ def write_csv(path: Path, rows: list[dict], exercises: list[str]) -> None:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: csv_cell(row.get(k, "")) for k in fields})
+            cells = row.as_csv()
+            writer.writerow({k: csv_cell(cells.get(k, "")) for k in fields})
     tmp.replace(path)
 
 
@@ -390,7 +390,7 @@ def summary(result: Result, course: Assignment) -> list[dict]:
     scores = result.scores
     return [{"grade_id": gid, "name": part_name(gid), "score": scores.get(gid, 0.0),
              "points": course.points[gid],
-             "note": (f"Score set by your instructor: {result.manual[gid]['note']}"
+             "note": (f"Score set by your instructor: {result.manual[gid].note}"
                       if gid in result.manual else "")}
             for gid in course.tests if course.points.get(gid)]
 

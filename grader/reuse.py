@@ -20,9 +20,10 @@ import functools
 import hashlib
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
-from grader.model import Assignment
+from grader.model import Assignment, Deadlines, KernelSetup, Settings
 from grader.paths import ROOT
 
 FILE = "fingerprint"
@@ -50,15 +51,14 @@ def code_digest(root: Path = ROOT) -> str:
     return _digest(*(x for p in files for x in (str(p.relative_to(root)), p.read_bytes())))
 
 
-def assignment_digest(m: Assignment, *, secret: bytes, rules: dict, settings: dict,
-                      kernel: dict, sandboxed: bool) -> str:
+def assignment_digest(m: Assignment, *, secret: bytes, rules: Deadlines, settings: Settings,
+                      kernel: KernelSetup, sandboxed: bool) -> str:
     """What every submission of assignment `m` shares in its fingerprint."""
-    due = rules["due"].get(m.name)
-    deadline = {"due": due and due.isoformat(), "penalty": rules["penalty"],
-                "points": rules["points"]}
+    due = rules.due.get(m.name)
+    deadline = {"due": due and due.isoformat(), "penalty": rules.penalty,
+                "points": rules.points}
     return _digest(m.to_json(), Path(m.source_file).read_bytes(), hashlib.sha256(secret).digest(),
-                   deadline, settings, {k: kernel[k] for k in ("kernel_argv", "env", "exposed")},
-                   sandboxed, code_digest())
+                   deadline, asdict(settings), kernel.for_job(), sandboxed, code_digest())
 
 
 def fingerprint(shared: str, student: str, notebook: bytes, timestamp) -> str:

@@ -11,9 +11,14 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader.sandbox.uids import processes_of
+
+if TYPE_CHECKING:  # the launcher's own process reads the spec as JSON, and needs no traitlets
+    from grader.model import Limits
 
 # What the sandboxed kernel is called inside: an ordinary user in an ordinary home.
 INSIDE_UID = 1000
@@ -25,11 +30,12 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/l
 
 
 def launch_spec(bwrap: str | None, *, exposed: list[str], ipc_dir: str, stage_dir: str,
-                uid: int | None, limits: dict, env: dict) -> dict:
-    """Everything the launcher needs, written to a file the job keeps (root-only when root).
-    No bwrap: limits only, for a grader explicitly allowed to run without the sandbox."""
+                uid: int | None, limits: Limits, env: dict[str, str]) -> dict:
+    """Everything the launcher needs, as the JSON written to a file the job keeps (root-only
+    when root), which the launcher's own process reads back. No bwrap: limits only, for a
+    grader explicitly allowed to run without the sandbox."""
     return {"bwrap": bwrap, "exposed": sorted(set(exposed)), "ipc_dir": ipc_dir,
-            "stage_dir": stage_dir, "uid": uid, "limits": limits, "env": env}
+            "stage_dir": stage_dir, "uid": uid, "limits": asdict(limits), "env": env}
 
 
 def kernel_argv(spec_file: str, command: list[str], as_root: bool) -> list[str]:

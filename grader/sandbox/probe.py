@@ -7,13 +7,14 @@ import json
 import subprocess
 from pathlib import Path
 
+from grader.model import Limits
 from grader.sandbox.launcher import kernel_argv, launch_spec
 
 # The script runs in the sandbox, where nothing of the grader is visible: sent as source.
 PROBE = (Path(__file__).parent / "probe_inside.py").read_text()
 
 
-def probe(bwrap: str, python: str, *, exposed: list[str], uid: int | None, limits: dict,
+def probe(bwrap: str, python: str, *, exposed: list[str], uid: int | None, limits: Limits,
           env: dict, hidden: list[str], scratch: Path, timeout: int) -> list[str]:
     """Start `python` in the sandbox and check it from inside and out: [] if all holds."""
     import socket

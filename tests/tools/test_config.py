@@ -49,7 +49,7 @@ def test_a_course_value_is_shown_beside_its_default_and_reaches_the_settings(tmp
     from grader.course import load_config
 
     settings = config.grading_settings(load_config(course, tmp_path / "build"))
-    assert settings["limits"]["memory_mb"] == 2048 and settings["timeouts"]["iopub"] == 3
+    assert settings.limits.memory_mb == 2048 and settings.timeouts.iopub == 3
 
 
 def test_keys_nothing_reads_are_named(tmp_path):

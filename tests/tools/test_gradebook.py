@@ -13,12 +13,12 @@ import pytest
 
 from grader import export, gradebook, late, report
 from grader.course import course_model
-from grader.model import Result, Status
+from grader.model import Deadlines, Result, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 NB = "lazy-init-pytorch"
 DUE = datetime(2026, 12, 1, 17, tzinfo=UTC)
-RULES = {"due": {NB: DUE}, "penalty": "per_hour", "points": 1.0}
+RULES = Deadlines(due={NB: DUE}, penalty="per_hour", points=1.0)
 
 
 def graded(model, student: str, lose: tuple[str, ...] = (), handed_in: datetime | None = None,
@@ -30,8 +30,9 @@ def graded(model, student: str, lose: tuple[str, ...] = (), handed_in: datetime 
     return r
 
 
-def rows_of(build: Path, model) -> dict[str, dict]:
-    return {(r["student"], r["assignment"]): r for r in gradebook.rows(build, model)}
+def rows_of(build: Path, model) -> dict[tuple[str, str], dict]:
+    """The rows by (student, assignment), each as the CSV's columns."""
+    return {(r.student, r.assignment): r.as_csv() for r in gradebook.rows(build, model)}
 
 
 def test_rows_hold_the_scores_after_the_penalty_per_exercise_and_everyone_known(build):
@@ -58,7 +59,7 @@ def test_rows_hold_the_scores_after_the_penalty_per_exercise_and_everyone_known(
         nb = gb.find_submission_notebook(NB, NB, "ada-late")
         assert (nb.score, nb.late_submission_penalty) == (15, 3)
     out = build / "grades.csv"
-    report.write_csv(out, list(rows.values()), gradebook.exercises(model))
+    report.write_csv(out, gradebook.rows(build, model), gradebook.exercises(model))
     header = out.read_text().splitlines()[0]
     assert header == "student,assignment,score,max_score,ex1,ex2,ex3,status,review,late,detail"
 

@@ -15,10 +15,12 @@ import json
 
 import nbformat
 import pytest
+from traitlets.config import Config
 
 from grader import audit, collect, report, restore
+from grader.config import grading_settings
 from grader.course import seed
-from grader.model import Assignment, Result
+from grader.model import Assignment, GradeRow, JobSandbox, JobSpec, Result
 from grader.paths import DEFAULT_COURSE
 
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
@@ -235,8 +237,7 @@ def test_folder_names_become_ids_that_print_safely(raw, shown):
 
 
 def test_csv_cells_are_never_formulas_nor_control_characters(tmp_path):
-    rows = [{"student": s, "assignment": "a", "score": "1", "max_score": "2",
-             "status": "ok", "review": "", "detail": d}
+    rows = [GradeRow(s, "a", score="1", max_score="2", status="ok", detail=d)
             for s, d in (("=2+5", "x\x1b[31my"), ("+1", "a\nb"), ("-x", "\x07"), ("@SUM", ""),
                          ("ada", "fine"))]
     report.write_csv(tmp_path / "g.csv", rows, [])
@@ -349,10 +350,17 @@ def test_processes_that_outlive_the_sweep_reach_the_review_column(monkeypatch):
     monkeypatch.setitem(job._slots, "uids", slots)
     monkeypatch.setattr(job.os, "getuid", lambda: 0)
     monkeypatch.setattr(sandbox, "sweep", lambda uid: [31337] if uid == 4242 else [])
-    monkeypatch.setattr(job, "run", lambda j: job.new_result(j["student"], j["assignment"]))
-    one = {"student": "ada", "assignment": "a", "course": {"points": {}},
-           "sandbox": {"bwrap": "/usr/bin/bwrap", "uid_base": 4242}}
+    ran = []
+    monkeypatch.setattr(job, "run_bounded", lambda j: ran.append(j) or job.new_result(
+        j.student, j.assignment))
+    course = Assignment(name="a", notebook="a", points={}, cells=[], released={}, tests=[],
+                        hidden=[], checks={}, kernelspec={"name": "py"}, source_file="")
+    limits = grading_settings(Config())
+    one = JobSpec("ada", "a", "", course, limits.limits, limits.timeouts,
+                  sandbox=JobSandbox(bwrap="/usr/bin/bwrap", uid_base=4242, kernel_argv=[],
+                                     exposed=[], env={}))
     result = job.run_on_worker(one)
+    assert ran[0].sandbox.uid == 4242 and ran[0].sandbox.scratch, "its slot and its folder"
     assert result.review == ["processes of its grading uid outlived the job and every "
                              "kill (pids [31337])"]
     assert slots.free.get_nowait() == 4242, "the uid goes back to the worker's slots"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from grader import sandbox
 from grader.config import grading_settings
 from grader.course import load_config
 from grader.grade import kernel_setup
+from grader.model import KernelSetup, Limits
 from grader.paths import DEFAULT_COURSE, ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -33,30 +35,30 @@ UID = 1_900_000_000 + 12_345  # a uid of this test's own, when root
 
 
 @pytest.fixture(scope="module")
-def kernel(frameworks) -> dict:
+def kernel(frameworks) -> KernelSetup:
     fw = frameworks[0]
     return kernel_setup(f"d2l-{fw}", unsandboxed=False)
 
 
 @pytest.fixture(scope="module")
-def limits(tmp_path_factory) -> dict:
+def limits(tmp_path_factory) -> Limits:
     build = tmp_path_factory.mktemp("build")
-    return grading_settings(load_config(DEFAULT_COURSE, build))["limits"]
+    return grading_settings(load_config(DEFAULT_COURSE, build)).limits
 
 
-def in_sandbox(kernel: dict, limits: dict, code: str, *args: str, timeout: int = 120,
+def in_sandbox(kernel: KernelSetup, limits: Limits, code: str, *args: str, timeout: int = 120,
                background: bool = False, bwrap: str | None = None):
     """Run `code` with the kernel's Python in the sandbox; its last line of output as JSON."""
     scratch = Path(tempfile.mkdtemp(prefix="d2l-grading-test-"))
     scratch.chmod(0o711)
     (scratch / "ipc").mkdir(mode=0o700)
     (scratch / "stage").mkdir()
-    spec = sandbox.launch_spec(bwrap or sandbox.find_bwrap().path, exposed=kernel["exposed"],
+    spec = sandbox.launch_spec(bwrap or sandbox.find_bwrap().path, exposed=kernel.exposed,
                                ipc_dir=str(scratch / "ipc"), stage_dir=str(scratch / "stage"),
-                               uid=UID if AS_ROOT else None, limits=limits, env=kernel["env"])
+                               uid=UID if AS_ROOT else None, limits=limits, env=kernel.env)
     (scratch / "launch.json").write_text(json.dumps(spec))
     argv = sandbox.kernel_argv(str(scratch / "launch.json"),
-                               [kernel["python"], "-c", code, *args], as_root=AS_ROOT)
+                               [kernel.python, "-c", code, *args], as_root=AS_ROOT)
     if background:
         return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True), scratch
     try:
@@ -156,7 +158,7 @@ for folder, dirs, files in os.walk(root):
     dirs[:] = [d for d in dirs if d not in ("site-packages", "lib", "include", "bin")]
 print(json.dumps(sorted(seen)))
 """, str(ROOT))
-    exposed = kernel["exposed"]
+    exposed = kernel.exposed
     outside = [p for p in got if not any(p.startswith(e + "/") for e in exposed)]
     assert outside == [], outside[:5]
     assert not any("exercises" in p or "/build/" in p for p in got)
@@ -192,7 +194,7 @@ print(json.dumps(found))
 """)
     assert got["memory"] == "MemoryError", got
     assert got["file"] == "File too large", got
-    assert got["processes"] < limits["max_processes"], got
+    assert got["processes"] < limits.max_processes, got
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="the slot's own uid is for a grader run as root")
@@ -239,8 +241,8 @@ def test_the_grader_probe_reports_what_shows(kernel, limits):
     scratch.chmod(0o711)
     try:
         problems = sandbox.probe(
-            sandbox.find_bwrap().path, kernel["python"], exposed=kernel["exposed"],
-            uid=UID if AS_ROOT else None, limits=limits, env=kernel["env"],
+            sandbox.find_bwrap().path, kernel.python, exposed=kernel.exposed,
+            uid=UID if AS_ROOT else None, limits=limits, env=kernel.env,
             hidden=[str(ROOT), "/usr/lib"], scratch=scratch, timeout=60)
     finally:
         if AS_ROOT:
@@ -259,12 +261,12 @@ def test_without_bubblewrap_grading_stops_and_says_what_to_do(kernel, limits, mo
         raise sandbox.SandboxUnavailable("no usable bubblewrap (bwrap): none installed")
 
     monkeypatch.setattr(sandbox, "find_bwrap", unavailable)
-    settings = {"limits": limits, "uid_base": UID, "allow_unsandboxed": False}
+    settings = replace(grading_settings(load_config(DEFAULT_COURSE, tmp_path)), uid_base=UID)
     with pytest.raises(UsageError) as e:
         grade.plan_sandbox(settings, {"k": kernel}, [str(ROOT)], tmp_path, unsandboxed=False)
     assert "bubblewrap" in str(e.value) and "UNSANDBOXED=1" in str(e.value)
     box = grade.plan_sandbox(settings, {"k": kernel}, [str(ROOT)], tmp_path, unsandboxed=True)
-    assert box["bwrap"] is None and "limits only" in box["description"]
+    assert box.bwrap is None and "limits only" in box.description
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="uids of their own are for a grader run as root")
@@ -272,7 +274,7 @@ def test_the_probe_spares_a_uid_that_another_grading_run_holds(kernel, tmp_path)
     from grader import grade
 
     settings = grading_settings(load_config(DEFAULT_COURSE, tmp_path))
-    other = sandbox.UidSlots(settings["uid_base"] + 10_001, 1)  # another run's probe
+    other = sandbox.UidSlots(settings.uid_base + 10_001, 1)  # another run's probe
     uid = other.free.get()
 
     def become_uid():

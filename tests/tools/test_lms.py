@@ -20,7 +20,7 @@ import pytest
 from grader import export, gradebook, late, lms, lms_collect
 from grader.course import course_model
 from grader.errors import UsageError
-from grader.model import Result
+from grader.model import Deadlines, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "grading"))
@@ -216,7 +216,7 @@ def record(build: Path, scores: dict[tuple[str, str], int]) -> None:
         lose = LOSE[lost]
         assert sum(points[g] for g in lose) == lost
         r = Result(student, a, cells={g: 0.0 if g in lose else p for g, p in points.items()})
-        r.late = late.assess({"due": {}, "penalty": "none", "points": 1.0}, a, None, r.score)
+        r.late = late.assess(Deadlines(due={}, penalty="none", points=1.0), a, None, r.score)
         results.append(r)
     gradebook.record(build, results, model)
 

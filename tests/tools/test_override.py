@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader import override
-from grader.model import Assignment, Result
+from grader.model import Assignment, Manual, Result
 
 
 def cell(kind, source, **nbgrader):
@@ -78,7 +78,7 @@ def test_a_grading_run_keeps_an_override_for_the_same_answers_and_drops_it_for_o
         "points": 1.5, "note": "half right", "answers": "A", "set": "2026-12-03T10:00:00+00:00"}}})
     same = Result("ada", "hw", cells={"ex1-hidden": 0.0})
     override.apply(tmp_path, same, "A")
-    assert same.manual == {"ex1-hidden": {"points": 1.5, "note": "half right"}}
+    assert same.manual == {"ex1-hidden": Manual(points=1.5, note="half right")}
     assert same.score == 1.5 and same.cells == {"ex1-hidden": 0.0}, "the auto score stays"
     assert "ada/hw" in override.load(tmp_path)
 

@@ -7,15 +7,21 @@ killed part-way is finished by the next) is in test_grading_course.py.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from grader import reuse
-from grader.model import Assignment
+from grader.model import Assignment, Deadlines, KernelSetup, Limits, Settings, Timeouts
 
 ROOT = Path(__file__).resolve().parents[2]
+LIMITS = Limits(memory_mb=4096, cpu_seconds=600, file_mb=64, tmpfs_mb=256, max_processes=256,
+                max_output_chars=20000, max_notebook_output_chars=10**6,
+                submission_timeout=600, cell_timeout=30)
+TIMEOUTS = Timeouts(kernel_startup=120, iopub=8, grader_setup=120, sandbox_probe=60,
+                    scheduler_connect=30, worker_wait=120)
 
 
 @pytest.fixture
@@ -27,9 +33,11 @@ def parts(tmp_path) -> dict:
                             checks={"ex1-hidden": "check()"}, kernelspec={"name": "py"},
                             source_file=str(source))
     return {"m": assignment, "secret": b"k" * 32,
-            "rules": {"due": {}, "penalty": "none", "points": 1.0},
-            "settings": {"limits": {"cell_timeout": 30}, "timeouts": {"iopub": 8}},
-            "kernel": {"kernel_argv": ["python"], "env": {"A": "1"}, "exposed": ["/venv"]},
+            "rules": Deadlines(due={}, penalty="none", points=1.0),
+            "settings": Settings(limits=LIMITS, timeouts=TIMEOUTS, uid_base=1,
+                                 allow_unsandboxed=False),
+            "kernel": KernelSetup(kernel_argv=["python"], env={"A": "1"}, exposed=["/venv"],
+                                  python="python"),
             "sandboxed": True}
 
 
@@ -48,11 +56,14 @@ def test_the_assignment_digest_is_stable_and_moves_with_each_of_its_parts(parts)
         "the points": {"m": parts["m"].__class__(
             **{**parts["m"].to_json(), "points": {"ex1-hidden": 3.0}})},
         "the secret": {"secret": b"j" * 32},
-        "a due date": {"rules": {**parts["rules"],
-                                 "due": {"hw": datetime(2026, 12, 1, tzinfo=UTC)}}},
-        "the penalty": {"rules": {**parts["rules"], "penalty": "per_hour"}},
-        "a limit": {"settings": {**parts["settings"], "limits": {"cell_timeout": 60}}},
-        "the kernel's env": {"kernel": {**parts["kernel"], "env": {"A": "2"}}},
+        "a due date": {"rules": replace(parts["rules"],
+                                        due={"hw": datetime(2026, 12, 1, tzinfo=UTC)})},
+        "the penalty": {"rules": replace(parts["rules"], penalty="per_hour")},
+        "a limit": {"settings": replace(parts["settings"],
+                                        limits=replace(LIMITS, cell_timeout=60))},
+        "a timeout": {"settings": replace(parts["settings"],
+                                          timeouts=replace(TIMEOUTS, iopub=9))},
+        "the kernel's env": {"kernel": replace(parts["kernel"], env={"A": "2"})},
         "the sandbox": {"sandboxed": False},
     }
     seen = {base}
@@ -61,7 +72,7 @@ def test_the_assignment_digest_is_stable_and_moves_with_each_of_its_parts(parts)
         assert d not in seen, f"{what} leaves the fingerprint as it was"
         seen.add(d)
     # a due date of another assignment is not this one's
-    other = {**parts["rules"], "due": {"other": datetime(2026, 12, 1, tzinfo=UTC)}}
+    other = replace(parts["rules"], due={"other": datetime(2026, 12, 1, tzinfo=UTC)})
     assert digest({**parts, "rules": other}) == base
 
 
