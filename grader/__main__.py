@@ -15,10 +15,8 @@ from grader.errors import UsageError
 from grader.paths import DEFAULT_COURSE, ROOT, show
 
 
-def main(argv: list[str] | None = None) -> int:
-    # nbgrader's Gradebook runs `alembic` from PATH: the tools env's bin, even unactivated.
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
-                                          os.environ.get("PATH", "")])
+def parser() -> argparse.ArgumentParser:
+    """Each command and its options (the Makefile's targets pass them)."""
     parser = argparse.ArgumentParser(prog="python -m grader",
                                      description="nbgrader release and sandboxed autograding.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--points", default=None)
     p.add_argument("--note", default="", help="why: the row and the student's page show it")
     p.add_argument("--clear", action="store_true", help="remove the cell's override")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # nbgrader's Gradebook runs `alembic` from PATH: the tools env's bin, even unactivated.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                          os.environ.get("PATH", "")])
+    args = parser().parse_args(argv)
     course = Path(args.course).resolve()
     build = Path(getattr(args, "build", ROOT / "build")).resolve()
     try:
