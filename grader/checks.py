@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import math
 
+from grader.model import Report
+
 HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
 END_MARKER = "### END HIDDEN TESTS"
 MAX_REPORT_CHARS = 4_000_000  # one check's observations, as JSON
@@ -53,10 +55,10 @@ def check_source(cell_source: str) -> str | None:
     return None if hidden is None else "\n".join(hidden) + "\n"
 
 
-def parse_report(text) -> dict:
-    """A check's report as sent by a kernel: {"observations": {key: record}, "error": str|None}.
-    Anything malformed is a report with no observations."""
-    bad = {"observations": {}, "error": "unreadable report"}
+def parse_report(text) -> Report:
+    """A check's report as sent by a kernel, JSON: {"observations": {key: record}, "error":
+    str|None}. Anything malformed is a report with no observations."""
+    bad = Report({}, "unreadable report")
     if type(text) is not str or len(text) > MAX_REPORT_CHARS:
         return bad
     try:
@@ -68,7 +70,7 @@ def parse_report(text) -> dict:
     records = {k: r for k, r in data["observations"].items()
                if type(k) is str and type(r) is dict and "value" in r}
     error = data.get("error")
-    return {"observations": records, "error": error if type(error) is str else None}
+    return Report(records, error if type(error) is str else None)
 
 
 def _numbers_close(a, b, rtol: float, atol: float) -> bool:
@@ -113,29 +115,29 @@ def accepts(reference: dict, student: dict | None) -> bool:
     return _numbers_close(got, want, 1e-6, 0.0)
 
 
-def judge(reference: dict, student: dict) -> tuple[bool, list[str]]:
+def judge(reference: Report, student: Report) -> tuple[bool, list[str]]:
     """(passed, what failed, in the course's words) for one test cell."""
     failed = []
-    for key, record in reference["observations"].items():
-        if key not in student["observations"]:
-            if student["error"] is not None:
+    for key, record in reference.observations.items():
+        if key not in student.observations:
+            if student.error is not None:
                 failed.append(f"the checks stopped with an error before: {key}")
                 break
             failed.append(f"not observed: {key}")
-        elif not accepts(record, student["observations"][key]):
+        elif not accepts(record, student.observations[key]):
             failed.append(key)
-    if not failed and student["error"] is not None:
+    if not failed and student.error is not None:
         failed.append("the checks stopped with an error")
     return not failed, failed[:MAX_SHOWN]
 
 
-def reference_problem(report: dict) -> str | None:
+def reference_problem(report: Report) -> str | None:
     """Why a reference report cannot judge anything (a bug of the course), or None."""
-    if report["error"] is not None:
-        return f"the reference solution's check raised {report['error']}"
-    if not report["observations"]:
+    if report.error is not None:
+        return f"the reference solution's check raised {report.error}"
+    if not report.observations:
         return "the reference solution's check observed nothing"
-    for key, record in report["observations"].items():
+    for key, record in report.observations.items():
         if not _plain(record["value"]):
             return f"the reference solution's observation {key!r} is not plain data"
     return None

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
-from grader.model import Assignment, JobSpec, Page, ReferenceRun, Result, Status
+from grader.model import Assignment, JobSpec, Page, ReferenceRun, Report, Result, Status
 from grader.paths import ROOT
 
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
@@ -81,7 +81,8 @@ def plan_cells(nb, course: Assignment, seeds: dict) -> tuple[dict, list[tuple[st
     return plan, student
 
 
-def verdicts(course: Assignment, reports: dict, expected: dict) -> tuple[dict, dict, list[str]]:
+def verdicts(course: Assignment, reports: dict[str, str | None], expected: dict[str, Report]
+             ) -> tuple[dict[str, float], dict[str, list[str]], list[str]]:
     """(points per test cell, what failed per cell, problems of the course's own checks):
     a cell's points when its check's observations pass against the reference's
     (grader/checks.py); nothing the kernel says about a cell's status counts."""
@@ -231,7 +232,7 @@ def run(job: JobSpec) -> Result:
     return finish()
 
 
-def judge(result: Result, course: Assignment, expected: dict) -> Result:
+def judge(result: Result, course: Assignment, expected: dict[str, Report]) -> Result:
     """The verdicts of a result that ran, against the reference's reports for its seeds."""
     reports, result.reports = result.reports, None
     if reports is None:  # it never ran: its row already says why
@@ -289,7 +290,8 @@ def run_bounded(job: JobSpec) -> Result | ReferenceRun:
         if proc.returncode == 0:
             try:
                 data = json.loads(proc.stdout)
-                return ReferenceRun(**data) if job.reference else Result.from_json(data)
+                return (ReferenceRun.from_json(data) if job.reference
+                        else Result.from_json(data))
             except (ValueError, TypeError):
                 pass
         code = proc.returncode
@@ -340,7 +342,7 @@ def run_reference(job: JobSpec) -> ReferenceRun:
                                     f"{why or 'its kernel stopped'}"[:600],
                             kernel_log=result.kernel_log[-LOG_TAIL:], job_log=log)
     reports = {key: {gid: checks.parse_report(text) if text is not None else
-                     {"observations": {}, "error": "did not run"}
+                     Report({}, "did not run")
                      for gid, text in seeds.items()}
                for key, seeds in zip(keys, client.reports, strict=True)}
     return ReferenceRun(reports=reports)

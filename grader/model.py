@@ -396,12 +396,26 @@ class GradeRow:
                 "review": self.review, "late": self.late, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class Report:
+    """What one test cell's checks observed (grader/checks.py's parse_report): the records
+    by key, as the kernel sent them (grader/observe.py), and the error that stopped them."""
+
+    observations: dict[str, dict]
+    error: str | None = None
+
+
 @dataclass
 class ReferenceRun:
     """An assignment's reference solution, run once per grading run: its checks' reports
     for each submission's seeds (by the submission's job key), or why there are none."""
 
-    reports: dict[str, dict] = field(default_factory=dict)
+    reports: dict[str, dict[str, Report]] = field(default_factory=dict)  # job key -> grade id
     problem: str | None = None
     kernel_log: str = ""
     job_log: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict) -> ReferenceRun:
+        return cls(**{**data, "reports": {key: {gid: Report(**r) for gid, r in by_cell.items()}
+                                          for key, by_cell in data["reports"].items()}})

@@ -8,14 +8,16 @@ made to lie, and the check must still fail.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from grader import checks, observe
+from grader.model import Report
 
 
-def recorded(**values) -> dict:
+def recorded(**values) -> Report:
     """A report as a kernel would send it, from observe() calls."""
     observe._records.clear()
     for key, (value, judge) in values.items():
@@ -97,10 +99,10 @@ def test_agree_compares_the_students_own_values():
 
 def test_missing_observations_and_errors_fail_and_say_where():
     reference = recorded(a=(1, {}), b=(2, {}))
-    stopped = {"observations": recorded(a=(1, {}))["observations"], "error": "ValueError"}
+    stopped = Report(recorded(a=(1, {})).observations, "ValueError")
     assert checks.judge(reference, stopped) == (
         False, ["the checks stopped with an error before: b"])
-    finished_with_error = {**recorded(a=(1, {}), b=(2, {})), "error": "ValueError"}
+    finished_with_error = replace(recorded(a=(1, {}), b=(2, {})), error="ValueError")
     assert checks.judge(reference, finished_with_error) == (
         False, ["the checks stopped with an error"])
 
@@ -109,14 +111,14 @@ def test_missing_observations_and_errors_fail_and_say_where():
                                   '{"observations": {"a": 1}}', "[" * 100_000])
 def test_malformed_reports_observe_nothing(text):
     report = checks.parse_report(text)
-    assert report["observations"] == {}
+    assert report.observations == {}
     assert not checks.judge(recorded(a=(1, {})), report)[0]
 
 
 def test_a_reference_that_cannot_judge_is_a_course_problem():
     assert checks.reference_problem(recorded(a=(1, {}))) is None
-    assert "raised" in checks.reference_problem({"observations": {}, "error": "NameError"})
-    assert "nothing" in checks.reference_problem({"observations": {}, "error": None})
+    assert "raised" in checks.reference_problem(Report({}, "NameError"))
+    assert "nothing" in checks.reference_problem(Report({}, None))
     assert "not plain" in checks.reference_problem(recorded(a=(object(), {})))
 
 
