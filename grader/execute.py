@@ -40,7 +40,7 @@ from nbclient.util import ensure_async, run_sync
 from nbformat.v4 import new_output
 from traitlets import Instance
 
-from grader.model import Status
+from grader.model import CellPlan, Status
 
 GUARD = "__import__('sys').modules['_d2l_grading_guard']"
 OBSERVE = "__import__('sys').modules['_d2l_grading_observe']"
@@ -95,13 +95,13 @@ def label(cell, index: int) -> str:
 
 
 class GradingClient(NotebookClient):
-    """Executes the notebook; `plan` says, per cell index, what the grader does around it:
-    {"test": bool, "seed": int, "binds": [...], "imports": [...], "course": bool}.
+    """Executes the notebook; `plan` says what the grader does around each of the course's
+    cells, by index (a student's cell has none).
     `checks` are (grade id, check source); after the last cell they run once for each of
     `seed_sets` (grade id -> seed). Results: `reports` (one {grade id: report text or None}
     per seed set), `events`, `review`."""
 
-    def __init__(self, nb, km, *, plan: dict, guard_source: str, guard_config: dict,
+    def __init__(self, nb, km, *, plan: dict[int, CellPlan], guard_source: str, guard_config: dict,
                  max_output_chars: int, max_notebook_chars: int, deadline: float,
                  time_limit: int, checks: list[tuple[str, str]] = (),
                  seed_sets: list[dict] = (), observe_source: str = "",
@@ -233,13 +233,13 @@ class GradingClient(NotebookClient):
                                  store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
             return cell
-        where, plan = label(cell, cell_index), self.plan.get(cell_index, {})
+        where, plan = label(cell, cell_index), self.plan.get(cell_index)
         if self._dead is not None:
             cell.outputs = [new_output("error", ename="NotRun", evalue=self._dead,
                                        traceback=[f"NotRun: {self._dead}"])]
             return cell
-        if plan.get("course"):  # nothing a student's cell installed decides how this runs
-            seed = plan["seed"] if plan.get("test") else None
+        if plan:  # a course cell: nothing a student's cell installed decides how this runs
+            seed = plan.seed if plan.test else None
             await self._guard(where, f"before(True, {seed!r}, None)")
         self._timed_out = False
         try:
@@ -288,8 +288,8 @@ class GradingClient(NotebookClient):
             self._event(Status.OUTPUT_TRUNCATED, f"output of {where} cut to "
                                                  f"{self.max_output_chars} characters")
         self._limits_hit(cell, where)
-        expected = plan.get("binds", []) if plan.get("course") else []
-        await self._guard(where, f"after(None, {expected!r}, {plan.get('imports', [])!r})")
+        binds, imports = (plan.binds, plan.imports) if plan else ([], [])
+        await self._guard(where, f"after(None, {binds!r}, {imports!r})")
         return cell
 
     execute_cell = run_sync(async_execute_cell)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from grader import audit, checks, report, restore, sandbox
 from grader.execute import GradingClient, kernel_manager
-from grader.model import Assignment, JobSpec, Page, ReferenceRun, Report, Result, Status
+from grader.model import Assignment, CellPlan, JobSpec, Page, ReferenceRun, Report, Result, Status
 from grader.paths import ROOT
 
 GUARD_SOURCE = (Path(__file__).parent / "kernel_guard.py").read_text()
@@ -61,8 +61,10 @@ def parse_notebook(data: bytes):
     return nb, None
 
 
-def plan_cells(nb, course: Assignment, seeds: dict) -> tuple[dict, list[tuple[str, str]]]:
-    """What the grader does around each cell, and the student's code cells to audit."""
+def plan_cells(nb, course: Assignment, seeds: dict[str, int]
+               ) -> tuple[dict[int, CellPlan], list[tuple[str, str]]]:
+    """What the grader does around each of the course's cells, by index, and the student's
+    code cells to audit."""
     known = {restore.grade_id(c) for c in course.cells if restore.grade_id(c)}
     locked = {restore.grade_id(c) for c in course.cells
               if (c.metadata.get("nbgrader") or {}).get("locked")}
@@ -73,9 +75,9 @@ def plan_cells(nb, course: Assignment, seeds: dict) -> tuple[dict, list[tuple[st
         gid = restore.grade_id(cell)
         if gid in locked:
             tree = audit.parse(cell.source)
-            plan[i] = {"course": True, "binds": audit.bound_names(cell.source),
-                       "imports": sorted(audit.imports(tree)) if tree else [],
-                       "test": gid in course.tests, "seed": seeds.get(gid, 0)}
+            plan[i] = CellPlan(test=gid in course.tests, seed=seeds.get(gid, 0),
+                               binds=audit.bound_names(cell.source),
+                               imports=sorted(audit.imports(tree)) if tree else [])
         else:
             student.append((gid if gid in known else f"cell {i}", cell.source))
     return plan, student

@@ -397,6 +397,18 @@ class GradeRow:
 
 
 @dataclass(frozen=True)
+class CellPlan:
+    """What the grader does around one of the course's own cells (grader/job.py's
+    plan_cells, grader/execute.py's client): the guard's checks before and after it, with
+    the names it binds and the modules it imports, and a test cell's seed."""
+
+    test: bool
+    seed: int
+    binds: list[str]
+    imports: list[str]
+
+
+@dataclass(frozen=True)
 class Report:
     """What one test cell's checks observed (grader/checks.py's parse_report): the records
     by key, as the kernel sent them (grader/observe.py), and the error that stopped them."""
