@@ -33,14 +33,15 @@ def run():
     folders = []
 
     def execute(*sources: str, timeout: int = 2, max_output: int = 10_000,
-                time_limit: int = 60, checks=(), seed_sets=()) -> tuple[GradingClient, list]:
+                time_limit: int = 60, checks=(), seed_sets=(), modules=(), plan=None
+                ) -> tuple[GradingClient, list]:
         # a short path of its own: a unix socket's path is at most 107 bytes
         ipc = Path(tempfile.mkdtemp(prefix="d2l-exec-"))
         folders.append(ipc)
         nb = new_notebook(cells=[new_code_cell(s) for s in sources])
         client = GradingClient(
-            nb, kernel_manager(KERNEL, str(ipc)), plan={}, guard_source=GUARD,
-            guard_config={"modules": []}, max_output_chars=max_output,
+            nb, kernel_manager(KERNEL, str(ipc)), plan=plan or {}, guard_source=GUARD,
+            guard_config={"modules": list(modules)}, max_output_chars=max_output,
             max_notebook_chars=10 * max_output, deadline=time.monotonic() + time_limit,
             time_limit=time_limit, timeout=timeout, iopub_timeout=2, startup_timeout=60,
             setup_timeout=60, checks=checks, seed_sets=seed_sets, observe_source=OBSERVE)
@@ -117,3 +118,15 @@ def test_after_a_death_the_cells_before_it_are_replayed_for_the_checks(run):
     assert [kind for kind, _ in client.events] == [Status.KERNEL_DIED]
     report = checks.parse_report(client.reports[0]["t"])
     assert report.observations["x"]["value"] == 41 and report.error is None
+
+
+def test_the_guard_reports_what_a_cell_changed_in_the_kernel_and_that_it_was_removed(run):
+    """(kernel_guard.py; the hostile class shows each such trick in a sandboxed kernel.)"""
+    client, _ = run("import math\nmath.isclose = lambda *a, **k: True",
+                    "get_ipython().events.register('post_run_cell', lambda r: None)",
+                    "x = 1", "import sys\ndel sys.modules['_d2l_grading_guard']",
+                    "import math\nmath.sqrt = abs", modules=["math"])
+    assert client.review[:2] == ["cell 0: module math: isclose replaced",
+                                 "cell 1: IPython post_run_cell callbacks changed"]
+    assert len(client.review) == 3 and client.review[2].startswith(
+        "cell 3: the grader's checks stopped working in the kernel"), client.review
