@@ -24,6 +24,21 @@ def released_build(tmp_path_factory) -> Path:
     return build
 
 
+@pytest.fixture(scope="session")
+def released_copy(released_build, tmp_path_factory):
+    """copy(name): a fresh copy of the released build in a folder of its own, for a grading
+    run that would otherwise release the course first (its gradebook.digest says it is
+    current), and for a test that needs the student versions."""
+    import shutil
+
+    def copy(name: str) -> Path:
+        target = tmp_path_factory.mktemp(name) / "build"
+        shutil.copytree(released_build, target)
+        return target
+
+    return copy
+
+
 @pytest.fixture
 def build(released_build, tmp_path) -> Path:
     """A fresh copy of the released build (gradebook and student versions) for each test."""
@@ -46,10 +61,10 @@ def run_all_output(frameworks, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sample_run(frameworks, tmp_path_factory) -> dict:
+def sample_run(frameworks, released_copy, tmp_path_factory) -> dict:
     """The sample class (the part this run's envs can grade) graded once per session with
     JOBS=2, the default path: test_grading.py reads it, test_grading_dask.py compares with it."""
     students = sample_grading.expected_for(frameworks)
     folder = (sample_grading.CLASS if set(students) == set(sample_grading.EXPECTED) else
               sample_grading.copy_class(students, tmp_path_factory.mktemp("class")))
-    return sample_grading.grade(folder, tmp_path_factory.mktemp("build-jobs2"), jobs=2)
+    return sample_grading.grade(folder, released_copy("build-jobs2"), jobs=2)

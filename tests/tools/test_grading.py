@@ -54,11 +54,11 @@ def run1(sample_run) -> dict:
 
 
 @pytest.fixture(scope="module")
-def jobs1(expected, tmp_path_factory) -> dict:
+def jobs1(expected, released_copy, tmp_path_factory) -> dict:
     """Part of the class again, one job at a time, into a build of its own."""
     students = [s for s in QUICK if s in expected]
     folder = copy_class(students, tmp_path_factory.mktemp("quick"))
-    return {**grade(folder, tmp_path_factory.mktemp("build-jobs1"), jobs=1),
+    return {**grade(folder, released_copy("build-jobs1"), jobs=1),
             "students": students}
 
 
@@ -208,12 +208,8 @@ def visible_lines(*fws: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory) -> Path:
-    build = tmp_path_factory.mktemp("release")
-    proc = subprocess.run([*GRADER, "release", "--build", str(build)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return build / "release"
+def released(released_build) -> Path:
+    return released_build / "release"
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)

@@ -186,10 +186,11 @@ class WorkerMemory:
 
 
 def test_a_cluster_grades_as_the_default_path_though_a_worker_dies(scheduler, submissions,
-                                                                  sample_run, tmp_path):
+                                                                  sample_run, released_copy):
     assert "on a local Dask cluster of 2 worker(s)" in sample_run["out"]
 
-    command = guide_grade_command(submissions, scheduler["address"], tmp_path / "cluster")
+    build = released_copy("cluster")
+    command = guide_grade_command(submissions, scheduler["address"], build)
     memory = WorkerMemory([w.pid for w in scheduler["workers"]])
     run = subprocess.Popen(command, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -204,11 +205,11 @@ def test_a_cluster_grades_as_the_default_path_though_a_worker_dies(scheduler, su
     out = "".join(lines)
     assert run.returncode == 0, out[-3000:]
     assert killed and f"on the Dask cluster at {scheduler['address']}" in out
-    cluster_csv = (tmp_path / "cluster" / "grades.csv").read_text()
+    cluster_csv = (build / "grades.csv").read_text()
     graded = sorted(p.name for p in submissions.iterdir())
     rows = list(csv.DictReader(cluster_csv.splitlines()))
     assert sorted(row["student"] for row in rows) == graded
-    assert csv_lines(tmp_path / "cluster" / "grades.csv", graded) == \
+    assert csv_lines(build / "grades.csv", graded) == \
         csv_lines(sample_run["build"] / "grades.csv", graded)
     # real grades, not a class of grading errors (a scheduler that cannot import the grader
     # fails every job alike)

@@ -179,13 +179,13 @@ def grade(submissions: Path, build: Path, jobs: int = 2,
 
 
 @pytest.fixture(scope="module")
-def run(frameworks, tmp_path_factory) -> dict:
+def run(frameworks, released_copy, tmp_path_factory) -> dict:
     if "pytorch" not in frameworks:
         pytest.skip("the hostile class hands in PyTorch notebooks; its env is not built")
     folder = tmp_path_factory.mktemp("hostile")
     shutil.copytree(HOSTILE, folder, dirs_exist_ok=True)
     add_files(folder)
-    build = tmp_path_factory.mktemp("build-hostile")
+    build = released_copy("build-hostile")
     before_tmp = scratch_dirs()
     peak = PeakMemory()
     with peak:

@@ -292,20 +292,21 @@ def test_the_probe_spares_a_uid_that_another_grading_run_holds(kernel, tmp_path)
         other.close()
 
 
-def test_unsandboxed_grading_says_so_in_every_row(frameworks, tmp_path):
+def test_unsandboxed_grading_says_so_in_every_row(frameworks, tmp_path, released_copy):
     if "pytorch" not in frameworks:
         pytest.skip("grades a PyTorch notebook")
     source = ROOT / "tests" / "grading" / "sample_class" / "ada"
     shutil.copytree(source, tmp_path / "class" / "ada")
+    build = released_copy("unsandboxed")
     proc = subprocess.run([sys.executable, "-m", "grader", "grade", "--submissions",
                            str(tmp_path / "class"), "--jobs", "1", "--build",
-                           str(tmp_path / "build"), "--unsandboxed"],
+                           str(build), "--unsandboxed"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "grade: sandbox: NONE (--unsandboxed)" in proc.stdout
     import csv
 
-    with (tmp_path / "build" / "grades.csv").open() as f:
+    with (build / "grades.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert (row["student"], row["status"]) == ("ada", "unsandboxed"), row
     assert row["score"] == row["max_score"] != "0", row
