@@ -1,12 +1,13 @@
 """What flows between the grader's modules: the course's Assignments, a Submission found in
-SUBMISSIONS, the Job that grades it, its Result (its Lateness with it), a reference
-solution's run, and the statuses a row can carry.
+SUBMISSIONS, the Job that grades it (its JobSpec, what grader/job.py runs), its Result (its
+Lateness with it), a reference solution's run, the checks' Reports, a row of grades.csv,
+the settings a run applies (Limits, Timeouts, Deadlines), and the statuses a row can carry.
 
 A status is a str (StrEnum), so it is written to grades.csv, JSON and the feedback page as
 the words instructors read, and compares equal to them; the order below is the order a
-row lists them in (the most important first). An Assignment and a Result cross process
-boundaries as JSON (to a worker, into the job's own process: grader/job.py): to_json and
-from_json are their one encoding.
+row lists them in (the most important first). A JobSpec, an Assignment, a Result and a
+ReferenceRun cross process boundaries as JSON (into the job's own process and back:
+grader/job.py): to_json and from_json are their one encoding.
 """
 
 from __future__ import annotations
@@ -147,8 +148,7 @@ class Submission:
 class Job:
     """A submission on its way to a worker (grader/grade.py's plan): its key and label on the
     cluster, when it was handed in (late.read_timestamp), and `spec`, what the worker's
-    grader/job.py runs. The spec is the one plain dict: it is written as JSON into the job's
-    own process."""
+    grader/job.py runs."""
 
     key: str
     label: str
