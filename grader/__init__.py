@@ -4,7 +4,8 @@ An instructor's tool, run as `make release`, `make collect`, `make grade`, `make
 and `make export` (python -m grader). One module per responsibility:
 
   config    every setting, with its help and default (`python -m grader config`)
-  model     what flows between the modules: Result, Lateness, ReferenceRun, Status
+  model     what flows between the modules: the settings' values, JobSpec, Result,
+            ReferenceRun, GradeRow, Status
   errors    UsageError, the one error printed as a message
   paths     where the checkout, the course and the gradebook are
   course    the course folder, its nbgrader configuration, the release, the gradebook's view
@@ -17,7 +18,8 @@ and `make export` (python -m grader). One module per responsibility:
   progress  what the instructor sees while a class is graded
   reuse     the fingerprint of what a grade depends on: reruns grade only what changed
   gradebook the class's record: scores in nbgrader's gradebook, the rest beside it; CSV rows
-  override  an instructor's score for a test cell, with its reason, kept while the answers are
+  override  an instructor's score for a test cell, with its reason, kept while the answers
+            are the same
   similarity  near-identical answers across the class, for the instructor (similarity.html)
   late      due dates, timestamps and late penalties
   export    grades as Canvas or Moodle import them, per assignment or combined

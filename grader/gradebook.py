@@ -73,14 +73,14 @@ def record(build: Path, results: list[Result], model: dict[str, Assignment]) -> 
             sub.timestamp = timestamp
             gb.db.commit()
     for r in results:
-        folder = build / "grading" / r.student / (r.assignment or NO_ASSIGNMENT)
+        folder = reuse.folder(build, r.student, r.assignment or NO_ASSIGNMENT)
         folder.mkdir(parents=True, exist_ok=True)
         reuse.write_atomic(folder / "result.json", json.dumps(r.to_json(STORED), indent=1) + "\n")
 
 
 def stored_result(build: Path, student: str, assignment: str) -> Result | None:
     """The result file of one submission, as the last grading (or override) left it."""
-    path = build / "grading" / student / (assignment or NO_ASSIGNMENT) / "result.json"
+    path = reuse.folder(build, student, assignment or NO_ASSIGNMENT) / "result.json"
     try:
         return Result.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):

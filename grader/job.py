@@ -132,8 +132,8 @@ def zero_result(student: str, assignment: str, status: Status, detail: str,
     return result
 
 
-def _execute(job: JobSpec, course: Assignment, nb, plan: dict, seed_sets: list[dict], logger,
-             result: Result):
+def _execute(job: JobSpec, nb, plan: dict[int, CellPlan], seed_sets: list[dict[str, int]],
+             logger, result: Result):
     """The assembled notebook run in its sandboxed kernel, then the checks once per seed
     set: the GradingClient, or None (and a grading error in `result`)."""
     start = time.monotonic()
@@ -152,6 +152,7 @@ def _execute(job: JobSpec, course: Assignment, nb, plan: dict, seed_sets: list[d
         spec_file.write_text(json.dumps(spec))
         spec_file.chmod(0o600)
         argv = sandbox.kernel_argv(str(spec_file), box.kernel_argv, as_root=box.uid is not None)
+        course = job.course
         code = [c.source for c in course.cells if c.cell_type == "code"]
         client = GradingClient(
             nb, kernel_manager(argv, str(ipc)), plan=plan, guard_source=GUARD_SOURCE,
@@ -221,7 +222,7 @@ def run(job: JobSpec) -> Result:
     plan, student_cells = plan_cells(nb, course, job.seeds)
     result.review += audit.audit(student_cells, [c.source for c in course.cells
                                                     if c.cell_type == "code"])
-    client = _execute(job, course, nb, plan, [job.seeds], logger, result)
+    client = _execute(job, nb, plan, [job.seeds], logger, result)
     if client is None:
         return finish()
     # What the checks sent, as text: judged in the grader's client once the reference's
@@ -335,8 +336,7 @@ def run_reference(job: JobSpec) -> ReferenceRun:
     nb, _ = restore.assemble(nb_source, course)
     plan, _ = plan_cells(nb, course, {})
     keys = [k for k, _ in job.seed_sets]
-    client = _execute(job, course, nb, plan, [s for _, s in job.seed_sets], logger,
-                      result)
+    client = _execute(job, nb, plan, [s for _, s in job.seed_sets], logger, result)
     log = close_log()
     if client is None or len(client.reports) != len(keys):
         why = "; ".join(result.detail + [e[1] for e in getattr(client, "events", [])])

@@ -70,6 +70,11 @@ def key(student: str, assignment: str) -> str:
     return f"{student}/{assignment}"
 
 
+def held(entry: dict) -> Manual:
+    """An entry of overrides.json as the score it sets."""
+    return Manual(float(entry["points"]), entry["note"])
+
+
 def apply(build: Path, result: Result, answers: str) -> None:
     """At grading: the overrides of this submission that still hold go into result.manual;
     those given for other answers are dropped, and the row says so."""
@@ -79,7 +84,7 @@ def apply(build: Path, result: Result, answers: str) -> None:
     for cell, entry in sorted(entries.items()):
         if entry.get("answers") == answers and cell in result.cells:
             kept[cell] = entry
-            result.manual[cell] = Manual(float(entry["points"]), entry["note"])
+            result.manual[cell] = held(entry)
         else:
             result.detail.append(
                 f"{cell}: the instructor's {report.fmt(entry['points'])} points "
@@ -198,8 +203,7 @@ def refresh(build: Path, model: dict[str, Assignment], rules: Deadlines, student
         auto = {g.name: g.auto_score or 0.0 for g in nb.grades}
     entries = load(build).get(key(student, assignment)) or {}
     result.cells = {g: auto.get(g, 0.0) for g in m.points}
-    result.manual = {c: Manual(float(e["points"]), e["note"])
-                     for c, e in entries.items() if c in m.points}
+    result.manual = {c: held(e) for c, e in entries.items() if c in m.points}
     timestamp = result.late.timestamp if result.late else None
     result.late = late.assess(rules, assignment,
                               timestamp and datetime.fromisoformat(timestamp), result.score)

@@ -13,12 +13,9 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from grader.model import Limits
 from grader.sandbox.uids import processes_of
-
-if TYPE_CHECKING:  # the launcher's own process reads the spec as JSON, and needs no traitlets
-    from grader.model import Limits
 
 # What the sandboxed kernel is called inside: an ordinary user in an ordinary home.
 INSIDE_UID = 1000

@@ -40,12 +40,9 @@ def released_copy(released_build, tmp_path_factory):
 
 
 @pytest.fixture
-def build(released_build, tmp_path) -> Path:
+def build(released_copy) -> Path:
     """A fresh copy of the released build (gradebook and student versions) for each test."""
-    import shutil
-
-    shutil.copytree(released_build, tmp_path / "build")
-    return tmp_path / "build"
+    return released_copy("build")
 
 
 @pytest.fixture(scope="session")
