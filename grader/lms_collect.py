@@ -18,8 +18,9 @@ here a member is read from the zip into memory, at most 50 MB of it, and its nam
 used as a path: what is written goes to a path made of the roster's id and the
 assignment's name alone. Its collector plugin serves as is (grader/lms.py). zip_collect
 also clears its target first; here submitted/ is updated: a file whose bytes are the same is
-not rewritten, students and assignments absent from the download stay as they were. The
-download is opened read-only.
+not rewritten, students and assignments absent from the download stay as they were (an
+earlier submission to one of the download's assignments that the download lacks is named
+in the summary: the LMS may no longer hold it). The download is opened read-only.
 
 Time: no LMS download carries a hand-in time. Moodle's grading worksheet does, as its user
 sees it (their time zone, their language's date format): with c.LMSCollect.timezone set and
@@ -381,7 +382,26 @@ def collect(course: Path, build: Path, lms_name: str, download: Path, roster_pat
             rows = judge(zip_members(zf), lms_name, roster, model)
             write(rows, submitted, model, lms_name, timezone)
     _report(rows, build / REPORT, submitted)
+    _say_kept(absent_from(rows, submitted), submitted)
     return 0
+
+
+def absent_from(rows: list[Row], submitted: Path) -> list[str]:
+    """student/assignment of the submissions in `submitted` to an assignment of this download
+    that it holds nothing for: they stay as they were, which the instructor should know."""
+    collected = {(r.student, r.assignment) for r in rows if r.outcome == "collected"}
+    assignments = {a for _, a in collected}
+    return sorted(f"{safe_id(folder.parent.name)}/{folder.name}"
+                  for folder in submitted.glob("*/*")
+                  if folder.name in assignments and folder.is_dir() and not folder.is_symlink()
+                  and (folder.parent.name, folder.name) not in collected)
+
+
+def _say_kept(kept: list[str], submitted: Path) -> None:
+    if kept:
+        shown = ", ".join(kept[:10]) + (f" and {len(kept) - 10} more" if len(kept) > 10 else "")
+        print(f"collect: {len(kept)} earlier submission(s) in {show(submitted)} are not in "
+              f"this download and stay as they were: {shown} (delete a folder to drop it)")
 
 
 def _report(rows: list[Row], out: Path, submitted: Path) -> None:

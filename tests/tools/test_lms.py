@@ -105,12 +105,18 @@ def test_a_canvas_download_is_filed_by_roster_id_and_by_what_the_notebook_is(bui
     assert late.read_timestamp(str(submitted / "ada@uni.example" / JAX)) == (None, None)
 
 
-def test_a_newer_download_changes_only_what_changed(build, tmp_path):
+def test_a_newer_download_changes_only_what_changed(build, tmp_path, capsys):
     submitted = tmp_path / "submitted"
-    (submitted / "zed" / TF).mkdir(parents=True)  # collected before, absent from the zip
-    (submitted / "zed" / TF / f"{TF}.ipynb").write_bytes(b"zed's")
+    for student, name in (("zed", TF), ("zoe\x1b[2J", PT)):  # collected before, not in the zip
+        (submitted / student / name).mkdir(parents=True)
+        (submitted / student / name / f"{name}.ipynb").write_bytes(b"earlier")
     collect(build, tmp_path, "canvas", canvas_download(build, tmp_path / "one.zip"),
             CANVAS_ROSTER)
+    # kept, and said where the download has the assignment (Canvas: one per download)
+    out = capsys.readouterr().out
+    assert ("collect: 1 earlier submission(s) in " in out and "are not in this download and "
+            f"stay as they were: zoe\\x1b[2J/{PT} (delete a folder to drop it)" in out), out
+    assert "zed/" not in out and "\x1b" not in out, out
     john = submitted / "jdoe" / PT / f"{PT}.ipynb"
     first = john.stat()
     _, report = collect(build, tmp_path, "canvas",
@@ -120,7 +126,8 @@ def test_a_newer_download_changes_only_what_changed(build, tmp_path):
     assert report[f"doejohn_late_12345_1005_{PT}-1.ipynb"]["detail"].startswith("unchanged")
     assert report[f"lovelaceada_23456_1002_{PT}.ipynb"]["detail"] == "updated"
     assert b"x = 2" in (submitted / "ada@uni.example" / JAX / f"{JAX}.ipynb").read_bytes()
-    assert (submitted / "zed" / TF / f"{TF}.ipynb").read_bytes() == b"zed's"
+    assert (submitted / "zed" / TF / f"{TF}.ipynb").read_bytes() == b"earlier"
+    assert (submitted / "zoe\x1b[2J" / PT / f"{PT}.ipynb").read_bytes() == b"earlier"
 
 
 def moodle_download(build: Path, path: Path) -> Path:
