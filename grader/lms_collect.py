@@ -388,13 +388,16 @@ def collect(course: Path, build: Path, lms_name: str, download: Path, roster_pat
 
 def absent_from(rows: list[Row], submitted: Path) -> list[str]:
     """student/assignment of the submissions in `submitted` to an assignment of this download
-    that it holds nothing for: they stay as they were, which the instructor should know."""
-    collected = {(r.student, r.assignment) for r in rows if r.outcome == "collected"}
-    assignments = {a for _, a in collected}
+    that it holds no file for: they stay as they were, which the instructor should know. (A
+    student with a file of the download, even one not collected, has that file's row.)"""
+    present = {(r.student, r.assignment) for r in rows if r.student}
+    unplaced = {student for student, assignment in present if not assignment}
+    assignments = {a for _, a in present if a}
     return sorted(f"{safe_id(folder.parent.name)}/{folder.name}"
                   for folder in submitted.glob("*/*")
                   if folder.name in assignments and folder.is_dir() and not folder.is_symlink()
-                  and (folder.parent.name, folder.name) not in collected)
+                  and (folder.parent.name, folder.name) not in present
+                  and folder.parent.name not in unplaced)
 
 
 def _say_kept(kept: list[str], submitted: Path) -> None:
