@@ -6,11 +6,11 @@ the checkout's root and with no PYTHONPATH: the scheduler unpickles the task gra
 workers run it, so both must import the grader by `make setup` alone. The only options added
 keep the cluster on loopback (`--host 127.0.0.1`, a free port, no dashboard).
 
-Part of the sample class is graded on this cluster, where one worker is killed once grading
-is under way. Every submission must still get its row, with real grades, and each row must
-be the one the default path (a local cluster, JOBS=2: conftest.py's `sample_run`) wrote,
-byte for byte. Meanwhile the
-workers' memory is measured: a normal job must stay far under the workers' limit.
+Part of the sample class is graded on this cluster of three workers, where one worker is
+killed once grading is under way. Every submission must still get its row, with real
+grades, and each row must be the one the default path (a local cluster, JOBS=2:
+conftest.py's `sample_run`) wrote, byte for byte. Meanwhile the workers' memory is
+measured: a normal job must stay far under the workers' limit.
 """
 
 from __future__ import annotations
@@ -134,7 +134,10 @@ def guide_cluster(folder: Path, workers: int, pythonpath: dict[str, Path] | None
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory):
-    with guide_cluster(tmp_path_factory.mktemp("dask"), workers=2) as started:
+    # Three of the guide's workers: one is killed once grading is under way, and the two
+    # left grade the rest side by side, as a two-worker cluster would (with two, the one
+    # left graded the rest alone: twice as long, for the same check).
+    with guide_cluster(tmp_path_factory.mktemp("dask"), workers=3) as started:
         yield started
 
 
