@@ -4,8 +4,10 @@ Usage (from the tools env): python ci/test_all.py [pytorch tensorflow mxnet jax]
 
 Each framework's suite (tests/<framework>/) runs with that framework's interpreter, since
 no env holds two frameworks; tests/tools/ (notebooks, runner, grading, repository checks)
-runs in the tools env. Every suite runs even when an earlier one failed, and the last line
-adds them all up.
+runs in the tools env, on two pytest-xdist workers (tests/tools/conftest.py says which tests
+share one). The framework suites are small: they run one after another while the tools
+suite runs, their output held back until it ends so that the two do not interleave. Every
+suite runs even when another one failed, and the last line adds them all up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,15 +23,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "build" / "test-results"
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
+# The tools suite's workers: two, the cores of the machine CI runs on. Its gradings run two
+# kernels each (JOBS=2), so more workers would not make it faster on such a machine.
+TOOLS_WORKERS = ["-n", "2"]  # tests/tools/conftest.py groups the tests
 
 
-def run_suite(name: str, python: Path, path: str) -> dict[str, int]:
+def run_suite(name: str, python: Path, path: str, *options: str,
+              held: list[str] | None = None) -> dict[str, int]:
+    """Run one suite; with `held`, its output is kept there instead of printed."""
     xml = RESULTS / f"{name}.xml"
     xml.unlink(missing_ok=True)
-    print(f"\n=== {name}: {path} (in .venvs/{python.parent.parent.name}) ===", flush=True)
+    heading = f"\n=== {name}: {path} (in .venvs/{python.parent.parent.name}) ==="
+    if held is None:
+        print(heading, flush=True)
     start = time.monotonic()
-    rc = subprocess.run([str(python), "-m", "pytest", path, f"--junitxml={xml}", "-q",
-                         "-p", "no:cacheprovider"], cwd=ROOT).returncode
+    proc = subprocess.run([str(python), "-m", "pytest", path, f"--junitxml={xml}", "-q",
+                           "-p", "no:cacheprovider", *options], cwd=ROOT,
+                          capture_output=held is not None, text=True)
+    if held is not None:
+        held.append(f"{heading}\n{proc.stdout}{proc.stderr}")
+    rc = proc.returncode
     counts = {"passed": 0, "failed": 0, "skipped": 0, "seconds": time.monotonic() - start}
     if xml.exists():
         for suite in ET.parse(xml).getroot().iter("testsuite"):
@@ -48,9 +62,19 @@ def main() -> int:
     os.environ["D2L_FRAMEWORKS"] = " ".join(frameworks)  # tests/conftest.py: `frameworks`
     RESULTS.mkdir(parents=True, exist_ok=True)
     venvs = ROOT / ".venvs"
-    suites = {fw: run_suite(fw, venvs / fw / "bin" / "python", f"tests/{fw}")
-              for fw in frameworks}
-    suites["tools"] = run_suite("tools", venvs / "tools" / "bin" / "python", "tests/tools")
+    suites: dict[str, dict] = {}
+    held: list[str] = []
+
+    def framework_suites() -> None:
+        for fw in frameworks:
+            suites[fw] = run_suite(fw, venvs / fw / "bin" / "python", f"tests/{fw}", held=held)
+
+    beside = threading.Thread(target=framework_suites)
+    beside.start()
+    tools = run_suite("tools", venvs / "tools" / "bin" / "python", "tests/tools", *TOOLS_WORKERS)
+    beside.join()
+    print("".join(held), end="", flush=True)
+    suites = {**{fw: suites[fw] for fw in frameworks}, "tools": tools}
 
     print(f"\n{'suite':<12}{'passed':>8}{'failed':>8}{'skipped':>9}{'seconds':>9}")
     for name, c in suites.items():

@@ -11,8 +11,9 @@ names the test cells that must lose their points, and no others:
 - a wrong design (max pooling, averaging the raw features, a weight read the wrong way
   round) loses the hidden tests, and the visible ones too where they see it.
 
-tests/tools/test_grading_mutants.py grades them all with the grader (`make grade`'s
-machinery), next to the reference solutions, which must score 15. To try them by hand:
+The tools suite grades them all with the grader (`make grade`'s machinery), next to the
+reference solutions, which must score 15, in the same run as the sample class (conftest.py's
+`sample_run`); tests/tools/test_grading_mutants.py reads their verdicts. To try them by hand:
 
     .venvs/tools/bin/python tests/grading/mutants.py build/mutants
     make grade SUBMISSIONS=build/mutants/class   # then compare with build/mutants/mutants.json

@@ -1,9 +1,10 @@
 """The sample class (tests/grading/sample_class/, written by tests/grading/make_classes.py)
 and what each of its students must get: shared by the test files that grade it.
 
-The class is graded once per test session, with JOBS=2 (the `sample_run` fixture in
-conftest.py); test_grading.py reads that run, test_grading_dask.py compares a cluster's
-grading of part of the class with it, and the JOBS=1 check grades a quick part again.
+The class is graded once per test session, with JOBS=2 and together with the mutants of
+mutants.py (the `sample_run` fixture in conftest.py); test_grading.py reads that run,
+test_grading_dask.py compares a cluster's grading of part of the class with it, and the
+JOBS=1 check grades a quick part again.
 Submissions for frameworks whose env this run did not build (`make test FRAMEWORKS=...`)
 are left out, from the class and from the expectations.
 """
@@ -18,10 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+
 ROOT = Path(__file__).resolve().parents[2]
 CLASS = ROOT / "tests" / "grading" / "sample_class"
 EXERCISES = ROOT / "exercises"
 GRADER = [sys.executable, "-m", "grader"]  # run from ROOT
+FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
 
 # student: (assignment, score, max score, status, a piece of the detail)
 EXPECTED = {
@@ -122,3 +126,41 @@ def csv_lines(path: Path, students) -> list[str]:
                                     if p and not p.startswith(REVIEW_PREFIX))
             writer.writerow(row)
     return out.getvalue().splitlines()
+
+
+# The course's source notebooks, read as the tests of the release and of the feedback do.
+
+
+def source_nb(fw: str):
+    name = f"lazy-init-{fw}"
+    return nbformat.read(EXERCISES / "source" / name / f"{name}.ipynb", as_version=4)
+
+
+def regions(source: str, begin: str, end: str, inside: bool = True) -> list[str]:
+    """The lines of `source` inside begin/end regions, or with inside=False those outside,
+    by where they sit (a check may repeat a visible line: that line is still visible)."""
+    lines, within = [], False
+    for line in source.splitlines():
+        if begin in line:
+            within = True
+        elif end in line:
+            within = False
+        elif within == inside:
+            lines.append(line)
+    return lines
+
+
+def hidden_tests(fw: str) -> list[str]:
+    return [line for c in source_nb(fw).cells
+            for line in regions(c.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")]
+
+
+def visible_lines(*fws: str) -> set[str]:
+    """Lines of the source notebooks outside solutions and hidden tests."""
+    lines = set()
+    for fw in fws or FRAMEWORKS:
+        for cell in source_nb(fw).cells:
+            shown = set(regions(cell.source, "BEGIN SOLUTION", "END SOLUTION", False)) & set(
+                regions(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", False))
+            lines |= {line.strip() for line in shown}
+    return lines

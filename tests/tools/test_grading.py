@@ -1,22 +1,24 @@
-"""The graded exercises: nbgrader release, validation, and parallel autograding.
+"""The graded exercises: the sample class's parallel autograding, its feedback and gradebook,
+and what `make grade` says of a wrong submissions folder or runs for a private course (the
+release and the validator: test_release.py).
 
 tests/grading/sample_class/ holds one submission for each kind the grader must handle
 (written by tests/grading/make_classes.py); EXPECTED (tests/grading/sample_grading.py) is
-what each must get. The class is graded once per session with JOBS=2 (conftest.py's
-`sample_run`); its quick part is graded again with JOBS=1 into a build directory of its
+what each must get. The class is graded once per session with JOBS=2, in one grading with
+the mutants of tests/grading/mutants.py (conftest.py's `sample_run`; test_grading_mutants.py
+reads their rows); its quick part is graded again with JOBS=1 into a build directory of its
 own, and the rows of the two grades.csv must be identical.
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -24,6 +26,7 @@ from sample_grading import (
     CELLS,
     CLASS,
     EXERCISES,
+    FRAMEWORKS,
     GRADER,
     NO_KERNEL,
     ROOT,
@@ -32,11 +35,12 @@ from sample_grading import (
     expected_for,
     grade,
     grade_cmd,
+    hidden_tests,
     read_csv,
+    source_nb,
+    visible_lines,
 )
 
-FRAMEWORKS = ("pytorch", "tensorflow", "mxnet", "jax")
-NBGRADER = Path(sys.executable).parent / "nbgrader"
 # Graded again with JOBS=1: quick ones, of every way a submission ends that needs no timeout,
 # all PyTorch (one reference run: a second framework would add one and show nothing new).
 QUICK = ("ada", "ivy", "jon", "kim", "leo")
@@ -49,8 +53,14 @@ def expected(frameworks) -> dict:
 
 @pytest.fixture(scope="module")
 def run1(sample_run) -> dict:
-    """The whole class, JOBS=2 (conftest.py: one grading per session)."""
+    """The whole class, JOBS=2 (conftest.py: one grading per session, the mutants with it)."""
     return sample_run
+
+
+def mutant_submissions(run: dict) -> set[tuple[str, str]]:
+    """(student, assignment) of the mutants graded in the same run as the sample class."""
+    return {(student, f"lazy-init-{fw}") for student, by_fw in run["mutants"].items()
+            for fw in by_fw}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +76,11 @@ def jobs1(expected, released_copy, tmp_path_factory) -> dict:
 
 
 def test_each_student_gets_the_expected_score_and_status(run1, expected):
-    rows = read_csv(run1["build"] / "grades.csv")
-    assert sorted(rows) == sorted(expected), "one row per student"
+    with (run1["build"] / "grades.csv").open() as f:
+        keys = [(r["student"], r["assignment"]) for r in csv.DictReader(f)]
+    assert len(keys) == len(set(keys)), "one row per submission"
+    assert set(keys) == {(s, e[0]) for s, e in expected.items()} | mutant_submissions(run1)
+    rows = read_csv(run1["build"] / "grades.csv")  # by student: the sample's have one each
     wrong = []
     for student, (assignment, score, max_score, status, detail) in expected.items():
         row = rows[student]
@@ -86,25 +99,27 @@ def test_jobs_1_and_jobs_2_write_identical_grades(run1, jobs1):
 
 
 def test_progress_is_shown_as_submissions_finish(run1, expected):
-    out = run1["out"]
+    out, total = run1["out"], len(expected) + len(mutant_submissions(run1))
     lines = re.findall(r"^\[ *(\d+)/(\d+)\] (\S+) ", out, re.M)
-    assert [int(i) for i, _, _ in lines] == list(range(1, len(expected) + 1)), out
-    assert {n for _, n, _ in lines} == {str(len(expected))}
-    assert sorted(s for _, _, s in lines) == sorted(expected)
-    assert out.index(f"[{len(expected)}/") < out.index("\nstudent "), "progress before the table"
+    assert [int(i) for i, _, _ in lines] == list(range(1, total + 1)), out
+    assert {n for _, n, _ in lines} == {str(total)}
+    assert sorted(s for _, _, s in lines if s in expected) == sorted(expected)
+    assert out.index(f"[{total}/") < out.index("\nstudent "), "progress before the table"
 
 
 def test_the_gradebook_holds_the_same_grades(run1, expected):
     from nbgrader.api import Gradebook
 
-    rows = read_csv(run1["build"] / "grades.csv")
+    with (run1["build"] / "grades.csv").open() as f:
+        rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(f)}
     with Gradebook(f"sqlite:///{run1['build'] / 'gradebook.db'}") as gb:
         graded = {(s.student.id, s.assignment.name): s
                   for a in gb.assignments for s in a.submissions}
-        assert set(graded) == {(s, e[0]) for s, e in expected.items()}
-        for (student, _), sub in graded.items():
-            assert f"{sub.score:g}" == rows[student]["score"], student
-            assert f"{sub.max_score:g}" == rows[student]["max_score"], student
+        assert set(graded) == ({(s, e[0]) for s, e in expected.items()}
+                               | mutant_submissions(run1))
+        for key, sub in graded.items():
+            assert f"{sub.score:g}" == rows[key]["score"], key
+            assert f"{sub.max_score:g}" == rows[key]["max_score"], key
         for student, cells in CELLS.items():
             if student not in expected:
                 continue
@@ -167,142 +182,6 @@ def test_student_code_changed_neither_sources_nor_gradebook(run1, jobs1, expecte
     assert "sandbox: bubblewrap" in run1["out"]
     assert "TAMPER changed" not in attempts, attempts
     assert "changed while student code ran" not in run1["out"]
-
-
-# ---------------------------------------------------------------------------- release
-
-
-def source_nb(fw: str):
-    name = f"lazy-init-{fw}"
-    return nbformat.read(EXERCISES / "source" / name / f"{name}.ipynb", as_version=4)
-
-
-def regions(source: str, begin: str, end: str, inside: bool = True) -> list[str]:
-    """The lines of `source` inside begin/end regions, or with inside=False those outside,
-    by where they sit (a check may repeat a visible line: that line is still visible)."""
-    lines, within = [], False
-    for line in source.splitlines():
-        if begin in line:
-            within = True
-        elif end in line:
-            within = False
-        elif within == inside:
-            lines.append(line)
-    return lines
-
-
-def hidden_tests(fw: str) -> list[str]:
-    return [line for c in source_nb(fw).cells
-            for line in regions(c.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")]
-
-
-def visible_lines(*fws: str) -> set[str]:
-    """Lines of the source notebooks outside solutions and hidden tests."""
-    lines = set()
-    for fw in fws or FRAMEWORKS:
-        for cell in source_nb(fw).cells:
-            shown = set(regions(cell.source, "BEGIN SOLUTION", "END SOLUTION", False)) & set(
-                regions(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", False))
-            lines |= {line.strip() for line in shown}
-    return lines
-
-
-@pytest.fixture(scope="module")
-def released(released_build) -> Path:
-    return released_build / "release"
-
-
-@pytest.mark.parametrize("fw", FRAMEWORKS)
-def test_released_notebook_has_no_solutions_and_no_hidden_tests(released, fw):
-    name = f"lazy-init-{fw}"
-    text = (released / name / f"{name}.ipynb").read_text()
-    nb = nbformat.reads(text, as_version=4)
-    code = "\n".join(c.source for c in nb.cells)
-    solution = [line.strip() for c in source_nb(fw).cells
-                for line in regions(c.source, "BEGIN SOLUTION", "END SOLUTION")]
-    hidden = [line.strip() for line in hidden_tests(fw)]
-    assert solution and hidden
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
-        assert marker not in text
-    # Lines that only a solution or a hidden test has (`return net(X)` is in both).
-    shown = {line.strip() for line in code.splitlines()}
-    leaked = [line for line in solution + hidden
-              if line and line in shown and line not in visible_lines(fw)]
-    assert not leaked, leaked
-    stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert len(stubs) == 6, "a prediction and a solution cell per exercise"
-    assert all("raise NotImplementedError()" in c.source for c in stubs)
-    assert not any(c.get("outputs") for c in nb.cells)
-    assert nb.metadata.kernelspec.name == f"d2l-{fw}"
-
-
-def validate(path: Path) -> str:
-    """What `nbgrader validate` prints; its exit status is 0 whether or not it passes."""
-    proc = subprocess.run([str(NBGRADER), "validate", str(path)], capture_output=True,
-                          text=True, timeout=600, cwd=EXERCISES)
-    return " ".join(proc.stdout.split())
-
-
-@pytest.fixture(scope="module")
-def validations(released, frameworks) -> dict[tuple[str, str], str]:
-    """What `nbgrader validate` says of each built framework's source and released
-    notebook, (framework, "source" or "release") -> text: each validation is a kernel run of
-    its own, so two run at a time."""
-    paths = {}
-    for fw in frameworks:
-        name = f"lazy-init-{fw}"
-        paths[fw, "source"] = EXERCISES / "source" / name / f"{name}.ipynb"
-        paths[fw, "release"] = released / name / f"{name}.ipynb"
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(paths, pool.map(validate, paths.values()), strict=True))
-
-
-@pytest.mark.parametrize("fw", FRAMEWORKS)
-def test_source_passes_the_validator_and_the_release_fails_it(validations, frameworks, fw):
-    if fw not in frameworks:
-        pytest.skip(f"the {fw} env is not part of this run")
-    source = validations[fw, "source"]
-    assert "Success! Your notebook passes all the tests." in source, source[-2000:]
-    student = validations[fw, "release"]
-    # The three prediction checks (their visible part checks the answer's form) and the
-    # three visible test cells fail; the hidden ones are empty in the student version.
-    assert "VALIDATION FAILED ON 6 CELL(S)!" in student, student[-2000:]
-
-
-# Each exercise: a prediction the student writes, its check (the form visible, the answer
-# hidden), the code, its visible tests and its hidden tests. (grade id, points, solution,
-# locked) per nbgrader cell, the same in every framework.
-SKELETON = [("setup", 0, False, True)] + [
-    (f"ex{n}-{part}", points, part in ("prediction", "solution"),
-     part not in ("prediction", "solution"))
-    for n in (1, 2, 3)
-    for part, points in (("prediction", None), ("prediction-check", 1), ("solution", None),
-                         ("visible", 2), ("hidden", 2))]
-
-
-def test_source_notebooks_share_one_clean_structure():
-    shapes = {}
-    for fw in FRAMEWORKS:
-        nb = source_nb(fw)
-        assert nb.metadata.kernelspec.name == f"d2l-{fw}"
-        cells = nb.cells
-        assert not any(c.get("outputs") or c.get("execution_count") for c in cells)
-        for i, cell in enumerate(cells):
-            if cell.cell_type == "code":
-                assert i > 0 and cells[i - 1].cell_type == "markdown", (fw, i)
-        shape = []
-        for cell in cells:
-            meta = cell.metadata.get("nbgrader")
-            if meta:
-                shape.append((meta["grade_id"], meta.get("points"), meta["solution"],
-                              meta["locked"]))
-                if meta["solution"]:
-                    assert "### BEGIN SOLUTION" in cell.source
-                if meta["grade_id"].endswith(("-hidden", "-prediction-check")):
-                    assert "### BEGIN HIDDEN TESTS" in cell.source, (fw, meta["grade_id"])
-        shapes[fw] = shape
-        assert sum(p or 0 for _, p, _, _ in shape) == 15
-    assert shapes == {fw: SKELETON for fw in FRAMEWORKS}, shapes
 
 
 # ---------------------------------------------------------------------------- bad input

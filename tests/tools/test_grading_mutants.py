@@ -2,15 +2,15 @@
 
 tests/grading/mutants.py lists plausible wrong answers to each exercise (a wrong prediction,
 an answer that only fits the visible tests, max pooling, a weight read the wrong way round,
-...) and the test cells that must catch each. Here they are all graded in one run of the
-grader, JOBS=2, next to the reference solutions, for every framework whose env this run
-built. A mutant that keeps its points means a hidden test that lets a wrong answer through.
+...) and the test cells that must catch each. They are all graded, next to the reference
+solutions, for every framework whose env this run built, in the session's one JOBS=2 run of
+the grader that grades the sample class too (conftest.py's `sample_run`). A mutant that
+keeps its points means a hidden test that lets a wrong answer through.
 """
 
 from __future__ import annotations
 
 import csv
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,18 +28,12 @@ def exercise_cells(exercise: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def graded(frameworks, released_copy, tmp_path_factory) -> dict:
-    fws = [fw for fw in mutants.FRAMEWORKS if fw in frameworks]
+def graded(sample_run) -> dict:
+    """The mutants' rows in grades.csv and their cells' scores in the gradebook."""
+    fws, expected, build = (sample_run["mutant_frameworks"], sample_run["mutants"],
+                            sample_run["build"])
     if not fws:
         pytest.skip("no framework env is part of this run")
-    build, folder = released_copy("build-mutants"), tmp_path_factory.mktemp("mutants")
-    grader = [sys.executable, "-m", "grader"]
-    expected = mutants.write_class(build / "release", folder, fws)
-    proc = subprocess.run([*grader, "grade", "--submissions", str(folder), "--jobs", "2",
-                           "--build", str(build)], capture_output=True, text=True,
-                          timeout=1800, cwd=ROOT)
-    print(proc.stdout[-4000:], proc.stderr[-2000:])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (build / "grades.csv").open() as f:
         rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(f)}
     from nbgrader.api import Gradebook
