@@ -24,6 +24,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -96,25 +98,37 @@ MARKERS = ("sleep 7777", "sleep 7778")  # the immortal student's daemons
 
 
 def processes() -> dict[int, tuple[int, str]]:
-    """pid -> (real uid, command line) of every process on this machine."""
+    """pid -> (real uid, command line) of every living process on this machine (a zombie has
+    ended: it waits only for its parent to notice, as grader/sandbox/uids.py counts it)."""
     found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            uid = int((proc / "status").read_text().split("\nUid:")[1].split()[0])
+            status = (proc / "status").read_text()
+            uid = int(status.split("\nUid:")[1].split()[0])
+            state = status.split("\nState:")[1].split()[0]
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError, ValueError):
             continue
-        found[int(proc.name)] = (uid, cmd)
+        if state not in ("Z", "X"):
+            found[int(proc.name)] = (uid, cmd)
     return found
 
 
-def grading_leftovers() -> list[str]:
-    return sorted(f"{pid} uid={uid} {cmd[:80]}" for pid, (uid, cmd) in processes().items()
-                  if UID_BASE <= uid < UID_BASE + 20_000 or any(m in cmd for m in MARKERS))
+def grading_leftovers(uids: set[int], wait: float = 5.0) -> list[str]:
+    """Processes of the run's grading uids, or the immortal student's daemons, still alive
+    `wait` seconds after the run: a process killed by the last sweep may be a moment from its
+    end (its command line already gone), and is not a survivor."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = sorted(f"{pid} uid={uid} {cmd[:80]}" for pid, (uid, cmd) in processes().items()
+                      if uid in uids or any(m in cmd for m in MARKERS))
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
-def scratch_dirs() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("d2l-grading-*")}
+def scratch_dirs(tmp: Path) -> set[str]:
+    return {p.name for p in tmp.glob("d2l-grading-*")}
 
 
 def add_files(folder: Path) -> None:
@@ -135,28 +149,49 @@ def add_files(folder: Path) -> None:
         shutil.copytree(folder / "seeds", os.fsdecode(bytes(folder) + b"/" + name))
 
 
-class PeakMemory:
-    """The largest resident size of any of the grader's own processes (this uid's, not the
-    sandboxes'), sampled every 0.1 s while the block runs."""
+class GradingTree:
+    """The grading run's process tree (the grader and everything it started), sampled every
+    0.1 s while the block runs: the largest resident size of any of its own processes (this
+    uid's, not the sandboxes'), the grading uids its sandboxes ran as, and whether its scratch
+    folders appeared in `tmp`. Read from the tree and the run's own TMPDIR, not from the
+    whole machine: under `make test`'s two workers another file may grade beside this one,
+    with uids and scratch folders of its own."""
 
-    def __init__(self):
+    def __init__(self, root: int, tmp: Path):
         import threading
 
-        self.mb, self._stop = 0.0, threading.Event()
+        self.root, self.tmp = root, tmp
+        self.mb, self.uids, self.scratch_seen = 0.0, set(), False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self):
         me = os.getuid()
         while not self._stop.wait(0.1):
+            self.scratch_seen = self.scratch_seen or bool(scratch_dirs(self.tmp))
+            procs = {}  # pid -> (parent, uid, resident MB)
             for proc in Path("/proc").glob("[0-9]*"):
                 try:
                     status = (proc / "status").read_text()
-                    uid = int(status.split("\nUid:")[1].split()[0])
-                    rss = int(status.split("\nVmRSS:")[1].split()[0]) / 1024
-                except (OSError, IndexError, ValueError):
+                    fields = dict(line.split(":", 1) for line in status.splitlines()
+                                  if line.startswith(("PPid:", "Uid:", "VmRSS:")))
+                    procs[int(proc.name)] = (int(fields["PPid"]),
+                                             int(fields["Uid"].split()[0]),
+                                             int(fields.get("VmRSS", "0 kB").split()[0]) / 1024)
+                except (OSError, ValueError, KeyError, IndexError):
                     continue
-                if uid == me and int(proc.name) != os.getpid():
-                    self.mb = max(self.mb, rss)
+            tree, grew = {self.root}, True
+            while grew:
+                below = {pid for pid, (parent, _, _) in procs.items()
+                         if parent in tree and pid not in tree}
+                tree |= below
+                grew = bool(below)
+            for pid in tree & procs.keys():
+                _, uid, mb = procs[pid]
+                if uid == me:
+                    self.mb = max(self.mb, mb)
+                elif UID_BASE <= uid < UID_BASE + 20_000:
+                    self.uids.add(uid)
 
     def __enter__(self):
         self._thread.start()
@@ -171,10 +206,13 @@ def read_csv(path: Path) -> dict[str, dict]:
         return {row["student"]: row for row in csv.DictReader(f)}
 
 
+GRADE = [sys.executable, "-m", "grader", "grade"]
+
+
 def grade(submissions: Path, build: Path, jobs: int = 2,
           *more: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader", "grade", "--submissions",
-                           str(submissions), "--jobs", str(jobs), "--build", str(build), *more],
+    return subprocess.run([*GRADE, "--submissions", str(submissions), "--jobs", str(jobs),
+                           "--build", str(build), *more],
                           capture_output=True, timeout=1800, cwd=ROOT)
 
 
@@ -186,17 +224,25 @@ def run(frameworks, released_copy, tmp_path_factory) -> dict:
     shutil.copytree(HOSTILE, folder, dirs_exist_ok=True)
     add_files(folder)
     build = released_copy("build-hostile")
-    before_tmp = scratch_dirs()
-    peak = PeakMemory()
-    with peak:
-        proc = grade(folder, build)
-    out = proc.stdout.decode("utf-8", "replace")
-    print(out[-6000:], proc.stderr.decode(errors="replace")[-3000:])
-    assert proc.returncode == 0, out[-3000:] + proc.stderr.decode(errors="replace")[-3000:]
-    return {"folder": folder, "build": build, "stdout": proc.stdout, "out": out,
-            "rows": read_csv(build / "grades.csv"), "leftovers": grading_leftovers(),
-            "peak_mb": peak.mb,
-            "new_tmp": scratch_dirs() - before_tmp}
+    # The run's own TMPDIR, where its scratch folders go: as open to the grading uids as
+    # /tmp is (pytest's folders are not).
+    tmp = Path(tempfile.mkdtemp(prefix="hostile-tmp-"))
+    tmp.chmod(0o711)
+    proc = subprocess.Popen([*GRADE, "--submissions", str(folder), "--jobs", "2",
+                             "--build", str(build)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    tree = GradingTree(proc.pid, tmp)
+    with tree:
+        stdout, stderr = proc.communicate(timeout=1800)
+    out = stdout.decode("utf-8", "replace")
+    print(out[-6000:], stderr.decode(errors="replace")[-3000:])
+    assert proc.returncode == 0, out[-3000:] + stderr.decode(errors="replace")[-3000:]
+    yield {"folder": folder, "build": build, "stdout": stdout, "out": out, "tmp": tmp,
+           "rows": read_csv(build / "grades.csv"), "uids": tree.uids,
+           "leftovers": grading_leftovers(tree.uids), "peak_mb": tree.mb,
+           "scratch_seen": tree.scratch_seen, "new_tmp": scratch_dirs(tmp)}
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def autograded_text(run, student: str) -> str:
@@ -238,9 +284,12 @@ def test_the_sandbox_was_bubblewrap(run):
 
 
 def test_nothing_is_left_running_or_on_disk(run):
+    assert run["uids"], "the sandboxes ran as grading uids, seen in the run's process tree"
     assert run["leftovers"] == [], "processes outlived the grading run"
-    assert run["new_tmp"] == set(), "scratch directories left in /tmp"
-    left = [p for top in (Path("/tmp"), run["build"], ROOT) for p in top.rglob("filler-*.bin")]
+    assert run["scratch_seen"], "the jobs' scratch folders were made in the run's TMPDIR"
+    assert run["new_tmp"] == set(), "scratch directories left in TMPDIR"
+    left = [p for top in (Path("/tmp"), run["tmp"], run["build"], ROOT)
+            for p in top.rglob("filler-*.bin")]
     assert left == [], "the disk filler's files reached the host"
     assert "ATTACK daemons started" in autograded_text(run, "immortal"), "the attack ran"
 

@@ -2,8 +2,8 @@
 `nbgrader validate` passing the sources and failing the student versions, and one clean
 structure shared by the four source notebooks.
 
-Apart from test_grading.py because nothing here grades in the sandbox: under `make test`'s
-two workers it runs beside the gradings (tests/tools/conftest.py).
+Apart from test_grading.py because nothing here reads the sample class's grading: under
+`make test`'s two workers it runs beside it (tests/tools/conftest.py).
 """
 
 from __future__ import annotations
