@@ -5,10 +5,10 @@ Usage (from the tools env): python ci/bench.py [--only NAME,...|all]
 
 By default the quick four, about 7 minutes on this project's 2-core machines: run-all,
 overhead, shapes, book. The others only when named: each grades a whole class one to four
-times, builds every env from scratch, or starts 48 framework processes (all eleven: about 50
-minutes). The minutes are estimates from the times each part measures (its own figures in
-earlier runs, and the per-process times below); each run writes what every part took
-("bench_s" in build/bench.json, and the last line).
+times, builds every env from scratch, starts 48 framework processes, or (similarity) pairs
+a class's answers (all twelve: about 50 minutes). The minutes are estimates from the times
+each part measures (its own figures in earlier runs, and the per-process times below); each
+run writes what every part took ("bench_s" in build/bench.json, and the last line).
 
   default:
   run-all     (~2 min) `make run-all` (default JOBS) vs the same notebooks one by one with
@@ -37,6 +37,8 @@ earlier runs, and the per-process times below); each run writes what every part 
               students x 4 frameworks); then with 1 of the 32 changed vs that one alone
               (STUDENTS=)
   setup       (~2 min) `make setup` from scratch (into a temporary D2L_VENVS), warm pip cache
+  similarity  (~0.3 min) the similarity report's time per pair, a class of 60 (1,770 pairs) vs
+              one of 15 (105 pairs): its cost should grow with the pairs, not faster
 
 These machines are noisy, so every figure is a ratio to a baseline measured minutes apart
 on the same machine, and nothing here is asserted in a test. Writes build/bench.json and a
@@ -522,6 +524,34 @@ def bench_book(rounds: int = 2) -> dict:
             "markdown_edit_report": edit_line}
 
 
+def bench_similarity(small: int = 15, large: int = 60) -> dict:
+    """grader/similarity.py pairing a class of `large` against one of `small`, per pair
+    compared (tests/tools/test_similarity.py's class_of: every pair in full), best of two."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "tools")]
+    import test_similarity  # the test's own class, so that the two measure the same thing
+
+    from grader import similarity
+
+    def per_pair(size: int, tmp: Path) -> float:
+        subs = test_similarity.class_of(size, tmp / str(size))
+        released = tmp / "release.ipynb"
+        released.write_text(json.dumps(test_similarity.RELEASED_NB))
+        best = float("inf")
+        for _ in range(2):
+            start = time.monotonic()
+            similarity.find_pairs(subs, {test_similarity.A: released})
+            best = min(best, time.monotonic() - start)
+        return best / (size * (size - 1) // 2)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        small_s, large_s = per_pair(small, Path(tmp)), per_pair(large, Path(tmp))
+    ratio = large_s / small_s
+    return {"small": small, "large": large, "small_ms_per_pair": round(small_s * 1000, 3),
+            "large_ms_per_pair": round(large_s * 1000, 3), "ratio": round(ratio, 2),
+            "large_s": round(large_s * large * (large - 1) / 2, 2), "target": "<= 1.5",
+            "met": ratio <= 1.5}
+
+
 def plot(results: dict) -> None:
     import matplotlib
 
@@ -567,7 +597,7 @@ def plot(results: dict) -> None:
 PARTS = {"run-all": bench_run_all, "overhead": bench_overhead, "shapes": bench_shapes,
          "book": bench_book, "apply-init": bench_apply_init, "grading": bench_grading,
          "sandbox": bench_sandbox, "verdicts": bench_verdicts, "cluster": bench_cluster,
-         "rerun": bench_rerun, "setup": bench_setup}
+         "rerun": bench_rerun, "setup": bench_setup, "similarity": bench_similarity}
 DEFAULT = ("run-all", "overhead", "shapes", "book")
 
 
@@ -667,6 +697,11 @@ def main() -> int:
         print(f"{'book after a markdown edit':<34}{r['markdown_edit_executed']:>15} executed"
               f"  {'0 executed':<14}{r['markdown_edit_met']}  ({r['markdown_edit_s']} s, "
               f"{r['markdown_edit_over_unchanged']}x the unchanged rebuild)")
+    if "similarity" in results:
+        r = results["similarity"]
+        print(f"{'similarity per pair, 60 vs 15':<34}{r['ratio']:>21.2f}x  {r['target']:<14}"
+              f"{r['met']}  ({r['large_ms_per_pair']} ms vs {r['small_ms_per_pair']} ms a "
+              f"pair; the class of {r['large']}: {r['large_s']} s)")
     if "setup" in results:
         r = results["setup"]
         print(f"{'setup from scratch, warm cache':<34}{r['from_scratch_warm_cache_s']:>20.1f} s"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -430,18 +429,22 @@ def test_a_cell_that_cannot_be_tokenized_is_skipped(sample, released, monkeypatc
     assert ("ada", "ben") in {p.students for p in pairs}  # on the other two exercises
 
 
-def test_a_class_of_sixty_is_quick(tmp_path, released):
-    """60 submissions of one assignment (1,770 pairs): the answers of four kinds, each with
-    its own names, so that every pair is compared in full."""
+def class_of(size: int, root: Path) -> dict[tuple[str, str], Path]:
+    """`size` submissions of one assignment: the answers of four kinds, each with its own
+    names, so that every pair is compared in full (ci/bench.py's `similarity` times it)."""
     kinds = [REFERENCE, {**PREDICTIONS, **HONEST_CLEO}, {**PREDICTIONS, **HONEST_DEV}, {}]
     subs = {}
-    for n in range(60):
+    for n in range(size):
         answers = {gid: re.sub(r"\b(sizes|flags|answer|result|units|H)\b", rf"\1_{n}", text)
                    for gid, text in kinds[n % 4].items()}
-        subs[(f"s{n:02}", A)] = write(tmp_path, f"s{n:02}", submission(answers))
-    start = time.monotonic()
-    pairs = similarity.find_pairs(subs, released)
-    took = time.monotonic() - start
-    print(f"60 submissions, {len(pairs)} pairs found in {took:.2f} s")
+        subs[(f"s{n:02}", A)] = write(root, f"s{n:02}", submission(answers))
+    return subs
+
+
+def test_a_class_of_sixty_pairs_the_copies_of_each_kind(tmp_path, released):
+    """60 submissions (1,770 pairs): each kind's 15 copies pair with one another, and with
+    no other kind (how long it takes: `make bench BENCH=similarity`)."""
+    pairs = similarity.find_pairs(class_of(60, tmp_path), released)
     assert len(pairs) == 3 * 15 * 14 // 2  # copies of the reference, of cleo's, of dev's
-    assert took < 20
+    kinds = {frozenset(int(s[1:]) % 4 for s in p.students) for p in pairs}
+    assert kinds == {frozenset({0}), frozenset({1}), frozenset({2})}, kinds
